@@ -1,0 +1,107 @@
+"""The :class:`Backend` protocol: the storage primitives every tier provides."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Backend", "BackendStats"]
+
+
+@dataclass(frozen=True)
+class BackendStats:
+    """A backend's own counters, as seen by this process.
+
+    ``entries`` and ``bytes`` are ``None`` where counting them would be costly (Redis).
+    ``details`` carries backend-specific facts (Redis's ``used_memory_human``, say).
+    """
+
+    name: str
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+    expirations: int = 0
+    entries: int | None = None
+    bytes: int | None = None
+    details: Mapping[str, object] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Byte storage with expiry, addressed by logical keys.
+
+    The contract, which both built-in backends and any third-party one must honour
+    (``tests/contract`` checks it):
+
+    * Keys are the cache's logical keys (``"user:123"``); a backend that shares its
+      store with other software adds its own prefix and never reports, scans or deletes
+      keys outside it. Values are opaque ``bytes``, returned exactly as stored.
+    * TTLs are in seconds as ``float`` (millisecond precision), always ``> 0``; ``None``
+      means the entry never expires. An expired entry is indistinguishable from a
+      missing one.
+    * Patterns are Redis globs (``*``, ``?``, ``[abc]``, ``[^a]``, ``[a-z]``, ``\\``
+      escapes), already validated by the caller, with Redis's matching rules.
+    * ``scan`` pages with an integer cursor: start at ``0``, stop when it returns ``0``.
+      Every key present for the whole scan is returned at least once; a page may be
+      empty before the end.
+    * Failures surface as :class:`~chenu_cache.exceptions.BackendError` subclasses and
+      nothing else; methods never block the event loop.
+    """
+
+    @property
+    def name(self) -> str:
+        """Short name for statistics and logs, e.g. ``"redis"`` or ``"memory"``."""
+        ...
+
+    async def get(self, key: str) -> bytes | None:
+        """Return the stored bytes, or ``None`` when the key is missing or expired."""
+        ...
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Return one result per key, in order, as :meth:`get` would (one round trip)."""
+        ...
+
+    async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds (``None``: no expiry)."""
+        ...
+
+    async def set_many(self, items: Sequence[tuple[str, bytes, float | None]]) -> None:
+        """Store several ``(key, value, ttl)`` entries (one round trip)."""
+        ...
+
+    async def delete(self, key: str) -> bool:
+        """Delete ``key``; return whether it existed."""
+        ...
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        """Delete the keys; return how many existed (one round trip)."""
+        ...
+
+    async def ttl(self, key: str) -> float | None:
+        """Remaining seconds to live; ``inf`` without expiry; ``None`` when missing."""
+        ...
+
+    async def scan(self, pattern: str, cursor: int = 0, count: int = 100) -> tuple[int, list[str]]:
+        """Return ``(next_cursor, keys)`` for one page of keys matching ``pattern``."""
+        ...
+
+    async def delete_pattern(self, pattern: str) -> int:
+        """Delete every key matching ``pattern``; return how many were deleted."""
+        ...
+
+    async def clear(self) -> int:
+        """Delete every key this backend owns (and only those); return the count."""
+        ...
+
+    async def stats(self) -> BackendStats:
+        """Counters for statistics; may ask the server for its own figures."""
+        ...
+
+    async def ping(self) -> float:
+        """Check the backend answers; return the round-trip time in seconds."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and resources; the backend is not used afterwards."""
+        ...

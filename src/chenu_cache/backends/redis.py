@@ -1,0 +1,312 @@
+"""Redis storage on redis-py's asyncio client."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Sequence
+from typing import Any, NoReturn, cast
+
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .._glob import escape_glob
+from ..exceptions import (
+    BackendError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+    ConfigurationError,
+)
+from .base import BackendStats
+
+__all__ = ["DEFAULT_OPERATION_TIMEOUT", "RedisBackend"]
+
+DEFAULT_OPERATION_TIMEOUT = 0.25
+"""Seconds a Redis command may take before it counts as failed.
+
+A GET on a healthy Redis answers in well under a millisecond on the same network and a
+few milliseconds across zones; a quarter of a second is far beyond that, yet short
+enough that a caller stuck on a hung server notices little before the facade moves on.
+"""
+
+DEFAULT_CONNECT_TIMEOUT = 1.0
+DEFAULT_MAX_CONNECTIONS = 64
+_SCAN_BATCH = 500
+
+
+def _translate(exc: BaseException) -> BackendError:
+    """The one place where redis-py's and the socket layer's errors become ours."""
+    if isinstance(exc, (RedisTimeoutError, asyncio.TimeoutError, TimeoutError)):
+        return BackendTimeoutError(f"Redis did not answer in time: {exc}")
+    if isinstance(exc, (RedisConnectionError, OSError)):
+        return BackendUnavailableError(f"Redis is unreachable: {exc}")
+    return BackendError(f"Redis failed: {type(exc).__name__}: {exc}")
+
+
+def _raise(exc: BaseException) -> NoReturn:
+    raise _translate(exc) from exc
+
+
+_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+
+
+def _px(ttl: float) -> int:
+    # Round up: an entry must never expire before the TTL the caller asked for.
+    return max(1, math.ceil(ttl * 1000))
+
+
+class RedisBackend:
+    """Redis as a :class:`~chenu_cache.backends.base.Backend`, under a key prefix.
+
+    Build it from a URL (``redis://``, ``rediss://``, ``unix://``) or hand it a ready
+    ``redis.asyncio.Redis`` client (``decode_responses`` must be off). Built from a URL,
+    it uses its own connection settings, never redis-py's defaults (5-second socket
+    timeouts and a retry loop that held one call for about a minute against a hung
+    server): every command has ``operation_timeout`` seconds and no retry, because the
+    facade's failover is the retry policy. A ready client keeps its own timeouts.
+
+    At most ``max_connections`` commands run at once; more callers wait their turn
+    instead of failing. Every physical key starts with ``prefix`` (default
+    ``"chenu:"``); scans and deletes use ``SCAN MATCH`` and ``UNLINK`` under it and
+    never ``KEYS`` or ``FLUSHDB``, so other data in the same database is never touched.
+    """
+
+    name = "redis"
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Redis | None = None,
+        prefix: str = "chenu:",
+        operation_timeout: float = DEFAULT_OPERATION_TIMEOUT,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        **connection_options: Any,
+    ) -> None:
+        if (url is None) == (client is None):
+            raise ConfigurationError("RedisBackend needs exactly one of url= or client=")
+        if not isinstance(prefix, str) or not prefix:
+            raise ConfigurationError(
+                "prefix must be a non-empty string: without one, clear() would reach "
+                "keys other software keeps in the same database"
+            )
+        if not prefix.isprintable() or " " in prefix:
+            raise ConfigurationError("prefix must not contain whitespace or control characters")
+        if operation_timeout <= 0 or connect_timeout <= 0 or max_connections < 1:
+            raise ConfigurationError(
+                "operation_timeout and connect_timeout must be > 0, max_connections >= 1"
+            )
+        self.prefix = prefix
+        self.operation_timeout = operation_timeout
+        self._owns_client = client is None
+        if client is None:
+            assert url is not None
+            try:
+                pool = ConnectionPool.from_url(
+                    url,
+                    socket_timeout=operation_timeout,
+                    socket_connect_timeout=connect_timeout,
+                    retry=Retry(NoBackoff(), 0),
+                    max_connections=max_connections,
+                    health_check_interval=0,
+                    **connection_options,
+                )
+            except ValueError as exc:
+                raise ConfigurationError(f"invalid Redis URL: {exc}") from None
+            client = Redis(connection_pool=pool)
+        else:
+            options = client.connection_pool.connection_kwargs
+            if options.get("decode_responses"):
+                raise ConfigurationError(
+                    "the Redis client must not decode responses: the cache stores bytes"
+                )
+            pool_limit = getattr(client.connection_pool, "max_connections", None)
+            if isinstance(pool_limit, int) and pool_limit < max_connections:
+                max_connections = pool_limit
+        self.client = client
+        self.max_connections = max_connections
+        self._slots = asyncio.Semaphore(max_connections)
+        self._glob_prefix = escape_glob(prefix)
+        self._hits = 0
+        self._misses = 0
+
+    # -- reads -----------------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        try:
+            async with self._slots:
+                value = cast("bytes | None", await self.client.get(self.prefix + key))
+        except _ERRORS as exc:
+            _raise(exc)
+        if value is None:
+            self._misses += 1
+        else:
+            self._hits += 1
+        return value
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        prefix = self.prefix
+        try:
+            async with self._slots:
+                values = cast(
+                    "list[bytes | None]", await self.client.mget([prefix + k for k in keys])
+                )
+        except _ERRORS as exc:
+            _raise(exc)
+        found = sum(1 for v in values if v is not None)
+        self._hits += found
+        self._misses += len(values) - found
+        return values
+
+    async def ttl(self, key: str) -> float | None:
+        try:
+            async with self._slots:
+                millis: int = await self.client.pttl(self.prefix + key)
+        except _ERRORS as exc:
+            _raise(exc)
+        if millis == -2:
+            return None
+        if millis == -1:
+            return math.inf
+        return millis / 1000
+
+    # -- writes ----------------------------------------------------------------------
+
+    async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        try:
+            async with self._slots:
+                if ttl is None:
+                    await self.client.set(self.prefix + key, value)
+                else:
+                    await self.client.set(self.prefix + key, value, px=_px(ttl))
+        except _ERRORS as exc:
+            _raise(exc)
+
+    async def set_many(self, items: Sequence[tuple[str, bytes, float | None]]) -> None:
+        if not items:
+            return
+        prefix = self.prefix
+        try:
+            async with self._slots:
+                pipe = self.client.pipeline(transaction=False)
+                for key, value, ttl in items:
+                    if ttl is None:
+                        pipe.set(prefix + key, value)
+                    else:
+                        pipe.set(prefix + key, value, px=_px(ttl))
+                await pipe.execute()
+        except _ERRORS as exc:
+            _raise(exc)
+
+    async def delete(self, key: str) -> bool:
+        try:
+            async with self._slots:
+                removed: int = await self.client.unlink(self.prefix + key)
+        except _ERRORS as exc:
+            _raise(exc)
+        return removed > 0
+
+    async def delete_many(self, keys: Sequence[str]) -> int:
+        if not keys:
+            return 0
+        prefix = self.prefix
+        try:
+            async with self._slots:
+                removed: int = await self.client.unlink(*[prefix + k for k in keys])
+        except _ERRORS as exc:
+            _raise(exc)
+        return removed
+
+    # -- scanning --------------------------------------------------------------------
+
+    async def scan(self, pattern: str, cursor: int = 0, count: int = 100) -> tuple[int, list[str]]:
+        try:
+            async with self._slots:
+                next_cursor, raw = await self.client.scan(
+                    cursor=cursor, match=self._glob_prefix + pattern, count=count
+                )
+        except _ERRORS as exc:
+            _raise(exc)
+        return int(next_cursor), self._strip(raw)
+
+    async def delete_pattern(self, pattern: str) -> int:
+        # SCAN pages and UNLINKs each page: the server never blocks on one long
+        # command, and UNLINK frees memory off the main thread.
+        match = self._glob_prefix + pattern
+        removed = 0
+        cursor = 0
+        try:
+            while True:
+                async with self._slots:
+                    cursor, raw = await self.client.scan(
+                        cursor=cursor, match=match, count=_SCAN_BATCH
+                    )
+                    if raw:
+                        removed += await self.client.unlink(*raw)
+                if not int(cursor):
+                    return removed
+        except _ERRORS as exc:
+            _raise(exc)
+
+    async def clear(self) -> int:
+        return await self.delete_pattern("*")
+
+    def _strip(self, raw: Sequence[bytes | str]) -> list[str]:
+        cut = len(self.prefix)
+        keys = []
+        for item in raw:
+            text = item.decode("utf-8", "replace") if isinstance(item, bytes) else item
+            if len(text) > cut:  # the bare prefix is not one of our keys
+                keys.append(text[cut:])
+        return keys
+
+    # -- housekeeping ----------------------------------------------------------------
+
+    async def stats(self) -> BackendStats:
+        try:
+            async with self._slots:
+                pipe = self.client.pipeline(transaction=False)
+                pipe.info("memory")
+                pipe.info("clients")
+                memory, clients = await pipe.execute()
+        except _ERRORS as exc:
+            _raise(exc)
+        return BackendStats(
+            name=self.name,
+            hits=self._hits,
+            misses=self._misses,
+            details={
+                "used_memory": memory.get("used_memory"),
+                "used_memory_human": memory.get("used_memory_human"),
+                "connected_clients": clients.get("connected_clients"),
+            },
+        )
+
+    async def ping(self) -> float:
+        start = time.perf_counter()
+        try:
+            async with self._slots:
+                await self.client.ping()
+        except _ERRORS as exc:
+            _raise(exc)
+        return time.perf_counter() - start
+
+    async def close(self) -> None:
+        if not self._owns_client:
+            return
+        try:
+            await self.client.aclose()
+            await self.client.connection_pool.disconnect()
+        except _ERRORS:
+            pass  # closing a dead connection has nothing left to release
+
+    def __repr__(self) -> str:
+        return f"RedisBackend(prefix={self.prefix!r}, operation_timeout={self.operation_timeout})"
