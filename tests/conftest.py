@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from chenu_cache import MemoryBackend, RedisBackend
+from chenu_cache import FallbackCache, MemoryBackend, RedisBackend
 from tests.redis_server import RedisServer, ping, redis_server_binary
 
 REDIS_URL_ENV = "CHENU_CACHE_TEST_REDIS_URL"
@@ -117,3 +117,20 @@ async def eventually(
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(interval)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def any_cache(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[FallbackCache]:
+    """A FallbackCache on memory only, then on a real Redis: one test, both tiers."""
+    if request.param == "memory":
+        cache = FallbackCache(read_env=False)
+    else:
+        url: str = request.getfixturevalue("redis_url")
+        cache = FallbackCache(redis_url=url, prefix=prefix)
+    await cache.initialize()
+    assert cache.backend.name == request.param
+    try:
+        yield cache
+    finally:
+        await cache.clear()
+        await cache.close()

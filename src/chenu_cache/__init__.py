@@ -6,8 +6,10 @@ This module only re-exports; importing it does no I/O and reads no environment.
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
-from ._types import MISSING, NO_EXPIRY
+from ._default import cache, cache_service
+from ._types import MISSING, NO_EXPIRY, TTL
 from .backends import Backend, BackendStats, MemoryBackend, RedisBackend
+from .decorator import BoundCachedMethod, CachedFunction
 from .exceptions import (
     BackendError,
     BackendTimeoutError,
@@ -25,7 +27,11 @@ from .exceptions import (
     ValidationError,
     ValueTooLargeError,
 )
+from .facade import FallbackCache
+from .failover import Transition
+from .namespaces import DEFAULT_NAMESPACES, NamespaceRegistry
 from .serializers import Codec, JsonSerializer, PickleSerializer, Serializer
+from .stats import CacheStatistics
 
 try:
     __version__ = _version("chenu-cache")
@@ -33,30 +39,40 @@ except _PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "DEFAULT_NAMESPACES",
     "MISSING",
     "NO_EXPIRY",
+    "TTL",
     "Backend",
     "BackendError",
     "BackendStats",
     "BackendTimeoutError",
     "BackendUnavailableError",
+    "BoundCachedMethod",
     "CacheError",
+    "CacheStatistics",
     "CacheTypeError",
+    "CachedFunction",
     "Codec",
     "ConfigurationError",
     "DeserializationError",
+    "FallbackCache",
     "InvalidKeyError",
     "InvalidNamespaceError",
     "InvalidPatternError",
     "InvalidTTLError",
     "JsonSerializer",
     "MemoryBackend",
+    "NamespaceRegistry",
     "PickleSerializer",
     "RedisBackend",
     "SerializationError",
     "Serializer",
     "SignatureError",
+    "Transition",
     "ValidationError",
     "ValueTooLargeError",
     "__version__",
+    "cache",
+    "cache_service",
 ]

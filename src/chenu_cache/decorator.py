@@ -1,0 +1,288 @@
+"""The ``@cache`` decorator: cache a coroutine function's results under stable keys."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import inspect
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, is_dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from enum import Enum
+from typing import Any, Concatenate, Generic, Protocol, TypeVar, cast, overload
+from uuid import UUID
+
+from typing_extensions import ParamSpec, Self
+
+from ._types import TTL
+from .exceptions import CacheTypeError
+from .keys import validate_namespace
+from .namespaces import to_seconds
+
+__all__ = ["BoundCachedMethod", "CachedFunction", "KeyBuilder", "SupportsGetOrSet", "make_key"]
+
+P = ParamSpec("P")
+P2 = ParamSpec("P2")
+R = TypeVar("R")
+S = TypeVar("S")
+
+KeyBuilder = Callable[..., str]
+"""Called with the decorated function's own arguments; returns the entry's key."""
+
+# Past this length, the argument part of a default key is replaced by a digest.
+_MAX_READABLE_ARGS = 160
+
+
+def _mark_coroutine_function(obj: object) -> None:
+    """Make ``inspect`` and ``asyncio`` see a coroutine function, as frameworks check."""
+    mark = getattr(inspect, "markcoroutinefunction", None)  # Python 3.12+
+    if mark is not None:
+        mark(obj)
+    else:  # pragma: no cover - Python 3.10 and 3.11
+        obj._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+
+
+class SupportsGetOrSet(Protocol):
+    """What the decorator needs from a cache (``FallbackCache`` provides it)."""
+
+    async def get_or_set(
+        self,
+        key: str,
+        factory: Callable[[], Awaitable[Any]],
+        ttl: TTL = None,
+        namespace: str | None = None,
+    ) -> Any: ...
+
+    async def invalidate(self, key: str, namespace: str | None = None) -> bool: ...
+
+
+def _canonical(value: object) -> object:
+    """JSON-compatible stand-in for an argument that JSON does not carry itself."""
+    hook = getattr(value, "__cache_key__", None)
+    if callable(hook):
+        return {"__key__": str(hook())}
+    if isinstance(value, Enum):
+        return {type(value).__qualname__: value.value}
+    if isinstance(value, (datetime, date, time)):
+        return {type(value).__name__: value.isoformat()}
+    if isinstance(value, (UUID, Decimal)):
+        return {type(value).__name__: str(value)}
+    if isinstance(value, timedelta):
+        return {"timedelta": value.total_seconds()}
+    if isinstance(value, (bytes, bytearray)):
+        return {"bytes": bytes(value).hex()}
+    if isinstance(value, (set, frozenset)):
+        return {"set": sorted(_ENCODER.encode(v) for v in value)}
+    if is_dataclass(value) and not isinstance(value, type):
+        return {type(value).__qualname__: asdict(value)}
+    model_dump = getattr(value, "model_dump", None)  # pydantic v2 models
+    if callable(model_dump):
+        return {type(value).__qualname__: model_dump(mode="json")}
+    raise CacheTypeError(
+        f"cannot build a stable cache key from an argument of type "
+        f"{type(value).__module__}.{type(value).__qualname__}; give the decorator a "
+        "key_builder=, or define __cache_key__() on the type"
+    )
+
+
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=True, separators=(",", ":"), sort_keys=True, default=_canonical
+)
+
+
+def make_key(func_id: str, arguments: list[object]) -> str:
+    """The default key: the function's import path and its arguments as canonical JSON.
+
+    Stable across processes and runs (no ``hash()``, no ``repr`` with addresses). Long
+    or whitespace-bearing argument lists are replaced by a SHA-256 digest.
+    """
+    try:
+        text = _ENCODER.encode(arguments)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, CacheTypeError):
+            raise
+        raise CacheTypeError(f"cannot build a stable cache key: {exc}") from exc
+    if len(text) > _MAX_READABLE_ARGS or " " in text:
+        text = "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:32]
+    return f"{func_id}:{text}"
+
+
+class CachedFunction(Generic[P, R]):
+    """A coroutine function whose results are cached; call it as the original.
+
+    ``await f.invalidate(*args, **kwargs)`` drops the entry that the same call would
+    read, and ``f.key(*args, **kwargs)`` tells its logical key. On methods, ``self``
+    or ``cls`` (the first parameter, when it has one of those names) is left out of
+    the default key, so every instance shares entries; pass ``key_builder=`` to key
+    on the instance.
+    """
+
+    def __init__(
+        self,
+        func: Callable[P, Awaitable[R]],
+        resolve_cache: Callable[[], SupportsGetOrSet],
+        *,
+        ttl: TTL = None,
+        namespace: str | None = None,
+        key_builder: KeyBuilder | None = None,
+    ) -> None:
+        if not inspect.iscoroutinefunction(func):
+            raise CacheTypeError(
+                f"@cache decorates coroutine functions (async def); "
+                f"{getattr(func, '__qualname__', func)!r} is not one"
+            )
+        to_seconds(ttl)  # a bad TTL is reported at decoration time, not on first call
+        if namespace is not None:
+            validate_namespace(namespace)
+        if key_builder is not None and not callable(key_builder):
+            raise CacheTypeError("key_builder must be callable")
+        functools.update_wrapper(self, func)
+        _mark_coroutine_function(self)
+        self._func = func
+        self._resolve_cache = resolve_cache
+        self.ttl = ttl
+        self.namespace = namespace
+        self.key_builder = key_builder
+        self._func_id = f"{func.__module__}.{func.__qualname__}"
+        self._signature = inspect.signature(func)
+        params = list(self._signature.parameters.values())
+        self._skip_first = bool(params) and params[0].name in ("self", "cls")
+        # Fast path for the common case: plain positional parameters, called positionally.
+        simple = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
+        self._positional_only_call = simple
+        self._arity = len(params)
+        self._defaults = [p.default for p in params]
+
+    def _arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[object]:
+        if not kwargs and self._positional_only_call and len(args) <= self._arity:
+            values = list(args)
+            if len(values) < self._arity:
+                tail = self._defaults[len(values) :]
+                if any(d is inspect.Parameter.empty for d in tail):
+                    self._signature.bind(*args)  # raises the usual TypeError
+                values.extend(tail)
+        else:
+            bound = self._signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            values = []
+            for param in self._signature.parameters.values():
+                value = bound.arguments[param.name]
+                if param.kind is param.VAR_POSITIONAL:
+                    values.extend(value)
+                else:
+                    values.append(value)
+        return values[1:] if self._skip_first else values
+
+    def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The logical key (without namespace) that this call reads and writes."""
+        if self.key_builder is not None:
+            built = self.key_builder(*args, **kwargs)
+            if not isinstance(built, str):
+                raise CacheTypeError(f"key_builder must return str, not {type(built).__name__}")
+            return built
+        return make_key(self._func_id, self._arguments(args, kwargs))
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        key = self.key(*args, **kwargs)
+        func = self._func
+        result = await self._resolve_cache().get_or_set(
+            key, lambda: func(*args, **kwargs), ttl=self.ttl, namespace=self.namespace
+        )
+        return cast(R, result)
+
+    async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Drop the entry the same call would read; return whether it existed."""
+        return await self._resolve_cache().invalidate(
+            self.key(*args, **kwargs), namespace=self.namespace
+        )
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> Self: ...
+
+    @overload
+    def __get__(
+        self: CachedFunction[Concatenate[S, P2], R],
+        instance: S,
+        owner: type[Any] | None = None,
+    ) -> BoundCachedMethod[P2, R]: ...
+
+    def __get__(self, instance: object, owner: type[Any] | None = None) -> Any:
+        if instance is None:
+            return self
+        return BoundCachedMethod(self, instance)
+
+    def __repr__(self) -> str:
+        return f"<cached {self._func_id}>"
+
+
+class BoundCachedMethod(Generic[P, R]):
+    """A cached method bound to its instance, as ``obj.method`` gives it."""
+
+    def __init__(self, cached: CachedFunction[Any, R], instance: object) -> None:
+        self._cached = cached
+        self.__self__ = instance
+        self.__func__ = cached
+        functools.update_wrapper(self, cached._func)
+        _mark_coroutine_function(self)
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await self._cached(self.__self__, *args, **kwargs)
+
+    async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        return await self._cached.invalidate(self.__self__, *args, **kwargs)
+
+    def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        return self._cached.key(self.__self__, *args, **kwargs)
+
+
+def decorator_factory(
+    resolve_cache: Callable[[], SupportsGetOrSet],
+    *,
+    ttl: TTL = None,
+    namespace: str | None = None,
+    key_builder: KeyBuilder | None = None,
+) -> Callable[[Callable[P, Awaitable[R]]], CachedFunction[P, R]]:
+    """Build the decorator that ``cache(...)`` and ``FallbackCache.cached(...)`` return."""
+    if namespace is not None:
+        validate_namespace(namespace)
+    to_seconds(ttl)
+
+    def decorate(func: Callable[P, Awaitable[R]]) -> CachedFunction[P, R]:
+        return CachedFunction(
+            func, resolve_cache, ttl=ttl, namespace=namespace, key_builder=key_builder
+        )
+
+    return decorate
+
+
+@overload
+def bind_decorator(
+    resolve_cache: Callable[[], SupportsGetOrSet],
+    ttl: Callable[P, Awaitable[R]],
+    namespace: str | None = None,
+    key_builder: KeyBuilder | None = None,
+) -> CachedFunction[P, R]: ...
+
+
+@overload
+def bind_decorator(
+    resolve_cache: Callable[[], SupportsGetOrSet],
+    ttl: TTL = None,
+    namespace: str | None = None,
+    key_builder: KeyBuilder | None = None,
+) -> Callable[[Callable[P, Awaitable[R]]], CachedFunction[P, R]]: ...
+
+
+def bind_decorator(
+    resolve_cache: Callable[[], SupportsGetOrSet],
+    ttl: Any = None,
+    namespace: str | None = None,
+    key_builder: KeyBuilder | None = None,
+) -> Any:
+    """``@cache`` and ``@cache(...)`` alike: a bare use passes the function as ``ttl``."""
+    if callable(ttl):
+        return CachedFunction(ttl, resolve_cache)
+    return decorator_factory(resolve_cache, ttl=ttl, namespace=namespace, key_builder=key_builder)

@@ -1,0 +1,306 @@
+"""Failover to the fallback tier and failback without stale reads.
+
+States: ``closed`` (calls go to the primary), ``open`` (the primary failed; calls go
+to the fallback while a background probe retries the primary with capped, jittered
+exponential backoff), ``memory-only`` (no primary configured).
+
+While open, every key written or invalidated on the fallback, every pattern and every
+``clear()`` is recorded in a bounded :class:`Journal`. When the primary answers again,
+the probe deletes all of them in the primary *before* switching back, then empties the
+fallback. So no caller of this process reads from the primary a value older than one
+it replaced or invalidated during the outage. If the journal overflowed, whole
+namespaces (or the whole prefix) are invalidated instead of single keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from ._glob import escape_glob
+from .backends.base import Backend
+from .exceptions import BackendError
+from .keys import NAMESPACE_SEPARATOR, namespace_of
+from .stats import FailoverStatistics
+
+__all__ = ["Failover", "Journal", "Transition"]
+
+logger = logging.getLogger("chenu_cache")
+
+CLOSED = "closed"
+OPEN = "open"
+MEMORY_ONLY = "memory-only"
+_REPLAY_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Transition:
+    """Passed to ``on_transition``: ``event`` is ``"failover"`` or ``"failback"``."""
+
+    event: str
+    error: str | None = None
+    outage_seconds: float | None = None
+
+
+@dataclass
+class Journal:
+    """What changed on the fallback during an outage, bounded in size.
+
+    Up to ``max_keys`` keys and ``max_patterns`` patterns are kept exactly; beyond that
+    a key is widened to its namespace (``ns:*``), and a key without namespace, or a
+    pattern beyond the bound, widens to everything under the prefix.
+    """
+
+    max_keys: int = 10_000
+    max_patterns: int = 1_000
+    keys: set[str] = field(default_factory=set)
+    patterns: set[str] = field(default_factory=set)
+    everything: bool = False
+    overflowed: bool = False
+
+    def add_keys(self, keys: Iterable[str]) -> None:
+        if self.everything:
+            return
+        for key in keys:
+            if len(self.keys) < self.max_keys or key in self.keys:
+                self.keys.add(key)
+                continue
+            self.overflowed = True
+            namespace = namespace_of(key)
+            if namespace is None:
+                self.everything = True
+                return
+            self.add_pattern(escape_glob(namespace) + NAMESPACE_SEPARATOR + "*")
+
+    def add_pattern(self, pattern: str) -> None:
+        if self.everything:
+            return
+        if len(self.patterns) < self.max_patterns or pattern in self.patterns:
+            self.patterns.add(pattern)
+        else:
+            self.overflowed = True
+            self.everything = True
+
+    def add_everything(self) -> None:
+        self.everything = True
+
+    def __bool__(self) -> bool:
+        return self.everything or bool(self.keys) or bool(self.patterns)
+
+    def take(self) -> Journal:
+        """Hand over the recorded changes and start empty."""
+        taken = Journal(self.max_keys, self.max_patterns, self.keys, self.patterns)
+        taken.everything, taken.overflowed = self.everything, self.overflowed
+        self.keys, self.patterns = set(), set()
+        self.everything = self.overflowed = False
+        return taken
+
+    def merge(self, other: Journal) -> None:
+        """Put back changes whose replay failed."""
+        if other.everything:
+            self.everything = True
+        self.add_keys(other.keys)
+        for pattern in other.patterns:
+            self.add_pattern(pattern)
+
+    async def replay(self, primary: Backend) -> None:
+        """Delete everything recorded from ``primary``; raises if the primary fails."""
+        if self.everything:
+            await primary.clear()
+            return
+        for pattern in self.patterns:
+            await primary.delete_pattern(pattern)
+        keys = list(self.keys)
+        for start in range(0, len(keys), _REPLAY_BATCH):
+            await primary.delete_many(keys[start : start + _REPLAY_BATCH])
+
+
+class Failover:
+    """Decides which backend serves calls, and brings the primary back consistently."""
+
+    def __init__(
+        self,
+        fallback: Backend,
+        primary: Backend | None = None,
+        *,
+        probe_interval: float = 0.25,
+        probe_max_interval: float = 10.0,
+        outage_ttl_cap: float | None = 60.0,
+        journal_max_keys: int = 10_000,
+        on_transition: Callable[[Transition], object] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.fallback = fallback
+        self.primary: Backend | None = None
+        self.active: Backend = fallback
+        self.probe_interval = probe_interval
+        self.probe_max_interval = probe_max_interval
+        self.outage_ttl_cap = outage_ttl_cap
+        self.on_transition = on_transition
+        self.journal = Journal(max_keys=journal_max_keys)
+        self._clock = clock
+        self._rng = rng
+        self._probe: asyncio.Task[None] | None = None
+        self._outage_started: float | None = None
+        self._fallback_seconds = 0.0
+        self.failovers = 0
+        self.failbacks = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self.set_primary(primary)
+
+    # -- state -----------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        if self.primary is None:
+            return MEMORY_ONLY
+        return CLOSED if self.active is self.primary else OPEN
+
+    @property
+    def journaling(self) -> bool:
+        """Whether calls are being served by the fallback in place of a primary."""
+        return self.primary is not None and self.active is self.fallback
+
+    def set_primary(self, primary: Backend | None) -> None:
+        """Use ``primary`` from now on (``None``: memory only); forgets any outage."""
+        self._stop_probe()
+        self.primary = primary
+        self.active = primary if primary is not None else self.fallback
+        self.journal.take()
+        if self._outage_started is not None:
+            self._fallback_seconds += self._clock() - self._outage_started
+            self._outage_started = None
+
+    def cap_ttl(self, ttl: float | None) -> float | None:
+        """Entries written during an outage live at most ``outage_ttl_cap`` seconds."""
+        cap = self.outage_ttl_cap
+        if cap is None or (ttl is not None and ttl <= cap):
+            return ttl
+        return cap
+
+    # -- transitions -----------------------------------------------------------------
+
+    async def failed(self, exc: BaseException) -> None:
+        """The primary failed a call: switch to the fallback (once) and start probing."""
+        self.errors += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        if self.active is self.fallback or self.primary is None:
+            return
+        self.active = self.fallback
+        # Entries left from an earlier outage could be older than what the primary
+        # holds now; the fallback must start empty. MemoryBackend clears without
+        # suspending, so no call can read or write the fallback before this is done.
+        await self.fallback.clear()
+        self.failovers += 1
+        self._outage_started = self._clock()
+        logger.warning(
+            "chenu_cache: %s failed (%s); serving from %s until it answers again",
+            self.primary.name,
+            self.last_error,
+            self.fallback.name,
+        )
+        self._notify(Transition("failover", error=self.last_error))
+        self._start_probe()
+
+    async def check(self) -> bool:
+        """Ping the primary now; on failure, fail over. Returns whether it answered."""
+        primary = self.primary
+        if primary is None:
+            return False
+        try:
+            await primary.ping()
+        except BackendError as exc:
+            await self.failed(exc)
+            return False
+        return True
+
+    def _start_probe(self) -> None:
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.get_running_loop().create_task(self._probe_until_back())
+
+    def _stop_probe(self) -> None:
+        if self._probe is not None and not self._probe.done():
+            self._probe.cancel()
+        self._probe = None
+
+    async def _probe_until_back(self) -> None:
+        delay = self.probe_interval
+        while True:
+            # Full jitter between half and all of the delay: processes that lost the
+            # same Redis do not come back in lockstep.
+            await asyncio.sleep(delay * (0.5 + self._rng() / 2))
+            delay = min(delay * 2, self.probe_max_interval)
+            primary = self.primary
+            if primary is None or self.active is primary:
+                return
+            try:
+                await primary.ping()
+                await self._replay(primary)
+            except BackendError as exc:
+                self.errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                continue
+            await self._fail_back(primary)
+            return
+
+    async def _replay(self, primary: Backend) -> None:
+        # Calls keep writing to the fallback while a replay awaits the primary, so
+        # replay until a take() finds nothing; the caller then switches back with no
+        # await in between, and nothing can slip through.
+        while self.journal:
+            batch = self.journal.take()
+            try:
+                await batch.replay(primary)
+            except BaseException:
+                self.journal.merge(batch)
+                raise
+
+    async def _fail_back(self, primary: Backend) -> None:
+        self.active = primary
+        outage = 0.0
+        if self._outage_started is not None:
+            outage = self._clock() - self._outage_started
+            self._fallback_seconds += outage
+            self._outage_started = None
+        self.failbacks += 1
+        await self.fallback.clear()
+        logger.info(
+            "chenu_cache: %s answers again after %.1f s; switched back from %s",
+            primary.name,
+            outage,
+            self.fallback.name,
+        )
+        self._notify(Transition("failback", outage_seconds=outage))
+
+    def _notify(self, transition: Transition) -> None:
+        if self.on_transition is None:
+            return
+        try:
+            self.on_transition(transition)
+        except Exception:  # a broken callback must not break the cache
+            logger.exception("chenu_cache: on_transition callback failed")
+
+    async def close(self) -> None:
+        probe = self._probe
+        self._stop_probe()
+        if probe is not None:
+            await asyncio.gather(probe, return_exceptions=True)
+
+    def statistics(self) -> FailoverStatistics:
+        on_fallback = self._fallback_seconds
+        if self._outage_started is not None:
+            on_fallback += self._clock() - self._outage_started
+        return FailoverStatistics(
+            state=self.state,
+            failovers=self.failovers,
+            failbacks=self.failbacks,
+            time_on_fallback=on_fallback,
+            errors=self.errors,
+            last_error=self.last_error,
+        )

@@ -1,0 +1,190 @@
+"""Counters kept by the facade and the statistics object built from them (SPEC §7)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "CacheStatistics",
+    "Counters",
+    "FailoverStatistics",
+    "LoaderStatistics",
+    "MemoryStatistics",
+    "NamespaceStatistics",
+    "RedisStatistics",
+]
+
+NO_NAMESPACE = "(none)"
+"""Statistics bucket for keys without a namespace."""
+
+
+def _rate(hits: int, misses: int) -> float:
+    total = hits + misses
+    return round(hits / total, 4) if total else 0.0
+
+
+class Counters:
+    """Plain integer counters; incrementing one is all the hit path pays."""
+
+    __slots__ = (
+        "decode_errors",
+        "hits",
+        "loader_calls",
+        "loader_errors",
+        "misses",
+        "namespaces",
+    )
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.misses = 0
+        self.loader_calls = 0
+        self.loader_errors = 0
+        self.decode_errors = 0
+        # namespace -> [hits, misses]; a list, so one lookup serves both counters
+        self.namespaces: dict[str, list[int]] = {}
+
+    def hit(self, namespace: str | None) -> None:
+        self.hits += 1
+        slot = self.namespaces.get(namespace or NO_NAMESPACE)
+        if slot is None:
+            self.namespaces[namespace or NO_NAMESPACE] = [1, 0]
+        else:
+            slot[0] += 1
+
+    def miss(self, namespace: str | None) -> None:
+        self.misses += 1
+        slot = self.namespaces.get(namespace or NO_NAMESPACE)
+        if slot is None:
+            self.namespaces[namespace or NO_NAMESPACE] = [0, 1]
+        else:
+            slot[1] += 1
+
+
+@dataclass(frozen=True)
+class NamespaceStatistics:
+    hits: int
+    misses: int
+
+    @property
+    def hit_rate(self) -> float:
+        return _rate(self.hits, self.misses)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"hits": self.hits, "misses": self.misses, "hitRate": self.hit_rate}
+
+
+@dataclass(frozen=True)
+class RedisStatistics:
+    """The primary tier (Redis, or whatever backend was given as ``primary``)."""
+
+    configured: bool
+    connected: bool
+    used_memory: str | None = None
+    connected_clients: int | None = None
+    hits: int = 0
+    misses: int = 0
+
+    @property
+    def hit_rate(self) -> float:
+        return _rate(self.hits, self.misses)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "configured": self.configured,
+            "connected": self.connected,
+            "usedMemory": self.used_memory,
+            "connectedClients": self.connected_clients,
+            "hits": self.hits,
+            "misses": self.misses,
+            "hitRate": self.hit_rate,
+        }
+
+
+@dataclass(frozen=True)
+class MemoryStatistics:
+    hits: int
+    misses: int
+    size: int
+    bytes: int
+    evictions: int
+    expirations: int
+
+    @property
+    def hit_rate(self) -> float:
+        return _rate(self.hits, self.misses)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "size": self.size,
+            "hitRate": self.hit_rate,
+            "bytes": self.bytes,
+            "evictions": self.evictions,
+            "expirations": self.expirations,
+        }
+
+
+@dataclass(frozen=True)
+class LoaderStatistics:
+    """What ``get_or_set`` and ``@cache`` did on misses."""
+
+    calls: int
+    errors: int
+    coalesced: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"calls": self.calls, "errors": self.errors, "coalesced": self.coalesced}
+
+
+@dataclass(frozen=True)
+class FailoverStatistics:
+    state: str = "closed"
+    failovers: int = 0
+    failbacks: int = 0
+    time_on_fallback: float = 0.0
+    errors: int = 0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class CacheStatistics:
+    """A snapshot of the cache; :meth:`to_dict` gives the JSON the admin route serves."""
+
+    backend: str
+    redis: RedisStatistics
+    memory: MemoryStatistics
+    hits: int = 0
+    misses: int = 0
+    decode_errors: int = 0
+    namespaces: Mapping[str, NamespaceStatistics] = field(default_factory=dict)
+    loader: LoaderStatistics = field(default_factory=lambda: LoaderStatistics(0, 0, 0))
+    failover: FailoverStatistics = field(default_factory=FailoverStatistics)
+
+    @property
+    def hit_rate(self) -> float:
+        return _rate(self.hits, self.misses)
+
+    def to_dict(self) -> dict[str, Any]:
+        failover = self.failover
+        return {
+            "backend": self.backend,
+            "redis": self.redis.to_dict(),
+            "memory": self.memory.to_dict(),
+            "hits": self.hits,
+            "misses": self.misses,
+            "hitRate": self.hit_rate,
+            "evictions": self.memory.evictions,
+            "failovers": failover.failovers,
+            "failbacks": failover.failbacks,
+            "timeOnFallback": round(failover.time_on_fallback, 3),
+            "breakerState": failover.state,
+            "backendErrors": failover.errors,
+            "lastBackendError": failover.last_error,
+            "decodeErrors": self.decode_errors,
+            "namespaces": {name: ns.to_dict() for name, ns in sorted(self.namespaces.items())},
+            "loader": self.loader.to_dict(),
+        }

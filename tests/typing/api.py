@@ -1,0 +1,69 @@
+"""Checked by `mypy --strict tests/typing`, never run: the public API's types as users see them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from typing_extensions import assert_type
+
+from chenu_cache import (
+    MISSING,
+    NO_EXPIRY,
+    Backend,
+    CacheStatistics,
+    FallbackCache,
+    MemoryBackend,
+    RedisBackend,
+    cache,
+    cache_service,
+)
+
+
+@cache(ttl=300, namespace="user")
+async def get_user(user_id: str, verbose: bool = False) -> dict[str, int]:
+    return {"id": int(user_id)}
+
+
+@cache
+async def bare(x: int) -> list[str]:
+    return [str(x)]
+
+
+@cache(key_builder=lambda user_id, **kw: f"user:{user_id}", ttl=timedelta(minutes=5))
+async def profile(user_id: str, include_stats: bool = False) -> str:
+    return user_id
+
+
+class Service:
+    @cache_service.cached(namespace="user")
+    async def lookup(self, user_id: str) -> float:
+        return 1.0
+
+
+async def usage() -> None:
+    assert_type(await get_user("1"), dict[str, int])
+    assert_type(await get_user("1", verbose=True), dict[str, int])
+    assert_type(await bare(1), list[str])
+    assert_type(await profile("1", include_stats=True), str)
+    assert_type(await get_user.invalidate("1"), bool)
+    assert_type(get_user.key("1"), str)
+    assert_type(await Service().lookup("1"), float)
+    assert_type(await Service().lookup.invalidate("1"), bool)
+
+    await get_user(1)  # type: ignore[arg-type]
+    await get_user("1", nope=True)  # type: ignore[call-arg]
+    await Service().lookup(2)  # type: ignore[arg-type]
+
+    memory: Backend = MemoryBackend()
+    redis: Backend = RedisBackend("redis://127.0.0.1:6379/0")
+    composed = FallbackCache(primary=redis, fallback=memory)
+    async with composed as c:
+        assert_type(c, FallbackCache)
+        value: Any = await c.get("k", default=MISSING)
+        await c.set("k", value, ttl=NO_EXPIRY)
+        await c.set("k", value, ttl=timedelta(seconds=3))
+        await c.set("k", value, ttl=1.5)
+        assert_type(await c.get_statistics(), CacheStatistics)
+        assert_type(await c.invalidate_pattern("user:*"), int)
+        assert_type(await c.get_many(["a"]), dict[str, Any])

@@ -1,0 +1,85 @@
+"""Import direction (STYLE.md): lower layers never reach up."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "src" / "chenu_cache"
+
+
+def _imports(path: Path) -> set[str]:
+    """Package modules imported by ``path``, as dotted names relative to chenu_cache."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    here = path.relative_to(PACKAGE).with_suffix("").parts[:-1]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = list(here[: len(here) - node.level + 1])
+                module = ".".join([*base, *(node.module.split(".") if node.module else [])])
+                found.add(module)
+                if not node.module:
+                    found.update(".".join([*base, alias.name]) for alias in node.names)
+            elif node.module and node.module.startswith("chenu_cache"):
+                found.add(node.module.removeprefix("chenu_cache").lstrip("."))
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("chenu_cache"):
+                    found.add(alias.name.removeprefix("chenu_cache").lstrip("."))
+    return found
+
+
+MODULES = {".".join(p.relative_to(PACKAGE).with_suffix("").parts): p for p in PACKAGE.rglob("*.py")}
+
+FORBIDDEN = {
+    "exceptions": {"*"},
+    "_types": {"*"},
+    "_glob": {"backends", "keys", "namespaces", "serializers", "facade", "_default"},
+    "serializers": {"backends", "keys", "namespaces", "facade", "_default", "decorator"},
+    "backends": {
+        "keys",
+        "namespaces",
+        "serializers",
+        "facade",
+        "_default",
+        "decorator",
+        "failover",
+        "freshness",
+        "stats",
+    },
+    "keys": {"backends", "facade", "_default", "decorator", "failover"},
+    "namespaces": {"backends", "facade", "_default", "decorator", "failover"},
+    "failover": {"facade", "_default", "decorator"},
+    "freshness": {"facade", "_default", "decorator"},
+    "decorator": {"facade", "_default", "backends"},
+    "facade": {"_default"},
+}
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_module_imports_only_downward(module: str) -> None:
+    imported = _imports(MODULES[module])
+    assert not any(i == "contrib" or i.startswith("contrib.") for i in imported) or (
+        module.startswith("contrib")
+    ), f"{module} imports contrib"
+    for layer, banned in FORBIDDEN.items():
+        if module != layer and not module.startswith(layer + "."):
+            continue
+        for name in imported:
+            top = name.split(".")[0]
+            if top == layer:
+                continue
+            if "*" in banned and top:
+                pytest.fail(f"{module} must not import from the package, imports {name}")
+            assert top not in banned, f"{module} imports {name}"
+
+
+def test_contrib_uses_only_the_public_api() -> None:
+    for module, path in MODULES.items():
+        if not module.startswith("contrib"):
+            continue
+        for name in _imports(path):
+            assert name == "" or name.startswith("contrib"), f"{module} imports {name}"
