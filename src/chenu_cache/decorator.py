@@ -129,6 +129,14 @@ class CachedFunction(Generic[P, R]):
         namespace: str | None = None,
         key_builder: KeyBuilder | None = None,
     ) -> None:
+        # Above @classmethod / @staticmethod, unwrap and bind like they do (on 3.13+
+        # classmethod no longer passes binding on to what it wraps, so only this order
+        # works everywhere).
+        self._binding = "instance"
+        wrapped: Any = func
+        if isinstance(wrapped, (classmethod, staticmethod)):
+            self._binding = "class" if isinstance(wrapped, classmethod) else "static"
+            func = cast("Callable[P, Awaitable[R]]", wrapped.__func__)
         if not inspect.iscoroutinefunction(func):
             raise CacheTypeError(
                 f"@cache decorates coroutine functions (async def); "
@@ -149,7 +157,10 @@ class CachedFunction(Generic[P, R]):
         self._func_id = f"{func.__module__}.{func.__qualname__}"
         self._signature = inspect.signature(func)
         params = list(self._signature.parameters.values())
-        self._skip_first = bool(params) and params[0].name in ("self", "cls")
+        self._skip_first = bool(params) and (
+            self._binding == "class"
+            or (self._binding == "instance" and params[0].name in ("self", "cls"))
+        )
         # Fast path for the common case: plain positional parameters, called positionally.
         simple = all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
         self._positional_only_call = simple
@@ -210,7 +221,9 @@ class CachedFunction(Generic[P, R]):
     ) -> BoundCachedMethod[P2, R]: ...
 
     def __get__(self, instance: object, owner: type[Any] | None = None) -> Any:
-        if instance is None:
+        if self._binding == "class":
+            return BoundCachedMethod(self, owner if owner is not None else type(instance))
+        if instance is None or self._binding == "static":
             return self
         return BoundCachedMethod(self, instance)
 
@@ -283,6 +296,6 @@ def bind_decorator(
     key_builder: KeyBuilder | None = None,
 ) -> Any:
     """``@cache`` and ``@cache(...)`` alike: a bare use passes the function as ``ttl``."""
-    if callable(ttl):
+    if callable(ttl) or isinstance(ttl, (classmethod, staticmethod)):
         return CachedFunction(ttl, resolve_cache)
     return decorator_factory(resolve_cache, ttl=ttl, namespace=namespace, key_builder=key_builder)

@@ -256,3 +256,33 @@ def test_supported_argument_types_make_distinct_keys() -> None:
 
 def test_public_decorator_lives_at_the_package_root() -> None:
     assert chenu_cache.cache is cache
+
+
+class WithClassAndStatic:
+    calls = 0
+
+    @cache
+    @classmethod
+    async def by_class(cls, x: int) -> str:
+        cls.calls += 1
+        return f"{cls.__name__}:{x}"
+
+    @cache
+    @staticmethod
+    async def by_static(x: int) -> int:
+        WithClassAndStatic.calls += 1
+        return x * 3
+
+
+async def test_classmethod_and_staticmethod_under_cache() -> None:
+    try:
+        assert await WithClassAndStatic.by_class(1) == "WithClassAndStatic:1"
+        assert await WithClassAndStatic().by_class(1) == "WithClassAndStatic:1"
+        assert await WithClassAndStatic.by_static(2) == 6
+        assert await WithClassAndStatic().by_static(2) == 6
+        assert WithClassAndStatic.calls == 2
+        assert WithClassAndStatic.by_class.key(1).endswith(":[1]")  # cls is not in the key
+        assert await WithClassAndStatic.by_class.invalidate(1) is True
+        assert await WithClassAndStatic().by_static.invalidate(2) is True
+    finally:
+        await cache_service.clear()
