@@ -37,8 +37,11 @@ def ping(host: str, port: int, timeout: float = 0.2) -> bool:
 
 
 class RedisServer:
-    def __init__(self, binary: str, port: int | None = None) -> None:
+    def __init__(
+        self, binary: str, port: int | None = None, extra_args: list[str] | None = None
+    ) -> None:
         self.binary = binary
+        self.extra_args = list(extra_args or [])
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self.process: subprocess.Popen[bytes] | None = None
@@ -67,6 +70,7 @@ class RedisServer:
                 "warning",
                 "--logfile",
                 os.path.join(self._dir, "redis.log"),
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

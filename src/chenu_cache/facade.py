@@ -95,7 +95,7 @@ class FallbackCache:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         outage_ttl_cap: float | None = 60.0,
         probe_interval: float = 0.25,
-        probe_max_interval: float = 10.0,
+        probe_max_interval: float = 5.0,
         journal_max_keys: int = 10_000,
         on_transition: Callable[[Transition], object] | None = None,
         read_env: bool = True,
@@ -190,7 +190,10 @@ class FallbackCache:
         await self._failover.close()
         primary = self._failover.primary
         if primary is not None:
-            await primary.close()
+            try:
+                await primary.close()
+            except BackendError as exc:  # a dead server has nothing left to release
+                logger.debug("chenu_cache: closing %s failed: %s", primary.name, exc)
             self._failover.set_primary(primary)  # back on the primary, outage forgotten
         await self._fallback.close()
 
@@ -219,17 +222,22 @@ class FallbackCache:
 
     async def _store(self, key: str, data: bytes, ttl: float | None) -> None:
         failover = self._failover
-        backend = failover.active
-        if backend is not self._fallback:
-            try:
-                await backend.set(key, data, ttl)
-                return
-            except BackendError as exc:
-                await failover.failed(exc)
-        if failover.journaling:
-            failover.journal.add_keys((key,))
-            ttl = failover.cap_ttl(ttl)
-        await self._fallback.set(key, data, ttl)
+        while True:
+            backend = failover.active
+            if backend is not self._fallback:
+                try:
+                    await backend.set(key, data, ttl)
+                    return
+                except BackendError as exc:
+                    await failover.failed(exc)
+            if failover.gate is not None:  # a failback is finishing: wait, then re-route
+                await failover.gate.wait()
+                continue
+            if failover.journaling:
+                failover.journal.add_keys((key,))
+                ttl = failover.cap_ttl(ttl)
+            await self._fallback.set(key, data, ttl)
+            return
 
     async def _route(
         self,
@@ -247,6 +255,10 @@ class FallbackCache:
                 return await call(backend)
             except BackendError as exc:
                 await failover.failed(exc)
+        if failover.gate is not None and (keys or pattern is not None or everything):
+            # A failback is finishing: a change must wait for it, then take the new route.
+            await failover.gate.wait()
+            return await self._route(call, keys=keys, pattern=pattern, everything=everything)
         if failover.journaling:
             # Journaled before the fallback runs the call, so a failback that happens
             # meanwhile still replays it.

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from ._glob import escape_glob
@@ -35,6 +35,7 @@ CLOSED = "closed"
 OPEN = "open"
 MEMORY_ONLY = "memory-only"
 _REPLAY_BATCH = 500
+_FREE_REPLAY_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -128,12 +129,13 @@ class Failover:
         primary: Backend | None = None,
         *,
         probe_interval: float = 0.25,
-        probe_max_interval: float = 10.0,
+        probe_max_interval: float = 5.0,
         outage_ttl_cap: float | None = 60.0,
         journal_max_keys: int = 10_000,
         on_transition: Callable[[Transition], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         self.fallback = fallback
         self.primary: Backend | None = None
@@ -145,7 +147,10 @@ class Failover:
         self.journal = Journal(max_keys=journal_max_keys)
         self._clock = clock
         self._rng = rng
+        self._sleep = sleep
         self._probe: asyncio.Task[None] | None = None
+        self.gate: asyncio.Event | None = None
+        """Set while writers must wait: the last replay round before a failback."""
         self._outage_started: float | None = None
         self._fallback_seconds = 0.0
         self.failovers = 0
@@ -228,13 +233,14 @@ class Failover:
         if self._probe is not None and not self._probe.done():
             self._probe.cancel()
         self._probe = None
+        self._open_gate()
 
     async def _probe_until_back(self) -> None:
         delay = self.probe_interval
         while True:
             # Full jitter between half and all of the delay: processes that lost the
             # same Redis do not come back in lockstep.
-            await asyncio.sleep(delay * (0.5 + self._rng() / 2))
+            await self._sleep(delay * (0.5 + self._rng() / 2))
             delay = min(delay * 2, self.probe_max_interval)
             primary = self.primary
             if primary is None or self.active is primary:
@@ -251,18 +257,40 @@ class Failover:
 
     async def _replay(self, primary: Backend) -> None:
         # Calls keep writing to the fallback while a replay awaits the primary, so
-        # replay until a take() finds nothing; the caller then switches back with no
-        # await in between, and nothing can slip through.
-        while self.journal:
-            batch = self.journal.take()
-            try:
-                await batch.replay(primary)
-            except BaseException:
-                self.journal.merge(batch)
-                raise
+        # replay again until a round finds nothing new. Under steady write traffic that
+        # may never happen: after a few rounds, writers are held at the gate for one
+        # last, short round, so the failback always converges.
+        for _ in range(_FREE_REPLAY_ROUNDS):
+            if not self.journal:
+                return
+            await self._replay_round(primary)
+        if not self.journal:
+            return
+        self.gate = asyncio.Event()
+        try:
+            await self._replay_round(primary)
+        except BaseException:
+            self._open_gate()
+            raise
+
+    async def _replay_round(self, primary: Backend) -> None:
+        batch = self.journal.take()
+        try:
+            await batch.replay(primary)
+        except BaseException:
+            self.journal.merge(batch)
+            raise
+
+    def _open_gate(self) -> None:
+        gate, self.gate = self.gate, None
+        if gate is not None:
+            gate.set()
 
     async def _fail_back(self, primary: Backend) -> None:
+        # No await between the replay's last round and this switch: nothing written
+        # to the fallback can go unreplayed.
         self.active = primary
+        self._open_gate()
         outage = 0.0
         if self._outage_started is not None:
             outage = self._clock() - self._outage_started

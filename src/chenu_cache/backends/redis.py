@@ -48,8 +48,33 @@ def _translate(exc: BaseException) -> BackendError:
     return BackendError(f"Redis failed: {type(exc).__name__}: {exc}")
 
 
-def _raise(exc: BaseException) -> NoReturn:
-    raise _translate(exc) from exc
+class _Slots:
+    """At most ``n`` commands at once; callers beyond that wait instead of failing.
+
+    A caller that waited while another command failed gives up without sending: when
+    the server hangs, the queue behind the first timeout must not pay one timeout per
+    batch of connections before the facade's failover takes over.
+    """
+
+    def __init__(self, n: int) -> None:
+        self._semaphore = asyncio.Semaphore(n)
+        self.failures = 0
+
+    async def __aenter__(self) -> None:
+        semaphore = self._semaphore
+        if not semaphore.locked():
+            await semaphore.acquire()  # free slot: returns without suspending
+            return
+        seen = self.failures
+        await semaphore.acquire()
+        if self.failures != seen:
+            semaphore.release()
+            raise BackendUnavailableError(
+                "Redis failed while this call waited for a connection; not sent"
+            )
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._semaphore.release()
 
 
 _ERRORS = (RedisError, OSError, asyncio.TimeoutError)
@@ -131,10 +156,16 @@ class RedisBackend:
                 max_connections = pool_limit
         self.client = client
         self.max_connections = max_connections
-        self._slots = asyncio.Semaphore(max_connections)
+        self._slots = _Slots(max_connections)
         self._glob_prefix = escape_glob(prefix)
         self._hits = 0
         self._misses = 0
+
+    def _fail(self, exc: BaseException) -> NoReturn:
+        self._slots.failures += 1
+        if isinstance(exc, BackendError):  # already ours (a waiter that gave up)
+            raise exc
+        raise _translate(exc) from exc
 
     # -- reads -----------------------------------------------------------------------
 
@@ -143,7 +174,7 @@ class RedisBackend:
             async with self._slots:
                 value = cast("bytes | None", await self.client.get(self.prefix + key))
         except _ERRORS as exc:
-            _raise(exc)
+            self._fail(exc)
         if value is None:
             self._misses += 1
         else:
@@ -160,7 +191,7 @@ class RedisBackend:
                     "list[bytes | None]", await self.client.mget([prefix + k for k in keys])
                 )
         except _ERRORS as exc:
-            _raise(exc)
+            self._fail(exc)
         found = sum(1 for v in values if v is not None)
         self._hits += found
         self._misses += len(values) - found
@@ -171,7 +202,7 @@ class RedisBackend:
             async with self._slots:
                 millis: int = await self.client.pttl(self.prefix + key)
         except _ERRORS as exc:
-            _raise(exc)
+            self._fail(exc)
         if millis == -2:
             return None
         if millis == -1:
@@ -188,7 +219,7 @@ class RedisBackend:
                 else:
                     await self.client.set(self.prefix + key, value, px=_px(ttl))
         except _ERRORS as exc:
-            _raise(exc)
+            self._fail(exc)
 
     async def set_many(self, items: Sequence[tuple[str, bytes, float | None]]) -> None:
         if not items:
@@ -204,14 +235,14 @@ class RedisBackend:
                         pipe.set(prefix + key, value, px=_px(ttl))
                 await pipe.execute()
         except _ERRORS as exc:
-            _raise(exc)
+            self._fail(exc)
 
     async def delete(self, key: str) -> bool:
         try:
             async with self._slots:
                 removed: int = await self.client.unlink(self.prefix + key)
         except _ERRORS as exc:
-            _raise(exc)
+            self._fail(exc)
         return removed > 0
 
     async def delete_many(self, keys: Sequence[str]) -> int:
@@ -222,7 +253,7 @@ class RedisBackend:
             async with self._slots:
                 removed: int = await self.client.unlink(*[prefix + k for k in keys])
         except _ERRORS as exc:
-            _raise(exc)
+            self._fail(exc)
         return removed
 
     # -- scanning --------------------------------------------------------------------
@@ -234,7 +265,7 @@ class RedisBackend:
                     cursor=cursor, match=self._glob_prefix + pattern, count=count
                 )
         except _ERRORS as exc:
-            _raise(exc)
+            self._fail(exc)
         return int(next_cursor), self._strip(raw)
 
     async def delete_pattern(self, pattern: str) -> int:
@@ -254,7 +285,7 @@ class RedisBackend:
                 if not int(cursor):
                     return removed
         except _ERRORS as exc:
-            _raise(exc)
+            self._fail(exc)
 
     async def clear(self) -> int:
         return await self.delete_pattern("*")
@@ -278,7 +309,7 @@ class RedisBackend:
                 pipe.info("clients")
                 memory, clients = await pipe.execute()
         except _ERRORS as exc:
-            _raise(exc)
+            self._fail(exc)
         return BackendStats(
             name=self.name,
             hits=self._hits,
@@ -296,7 +327,7 @@ class RedisBackend:
             async with self._slots:
                 await self.client.ping()
         except _ERRORS as exc:
-            _raise(exc)
+            self._fail(exc)
         return time.perf_counter() - start
 
     async def close(self) -> None:
