@@ -31,7 +31,7 @@ from .facade import FallbackCache
 from .failover import Transition
 from .namespaces import DEFAULT_NAMESPACES, NamespaceRegistry
 from .serializers import Codec, JsonSerializer, PickleSerializer, Serializer
-from .stats import CacheStatistics
+from .stats import CacheStatistics, HealthReport
 
 try:
     __version__ = _version("chenu-cache")
@@ -57,6 +57,7 @@ __all__ = [
     "ConfigurationError",
     "DeserializationError",
     "FallbackCache",
+    "HealthReport",
     "InvalidKeyError",
     "InvalidNamespaceError",
     "InvalidPatternError",

@@ -33,6 +33,7 @@ from .serializers import DEFAULT_MAX_VALUE_SIZE, Codec, Serializer
 from .stats import (
     CacheStatistics,
     Counters,
+    HealthReport,
     LoaderStatistics,
     MemoryStatistics,
     NamespaceStatistics,
@@ -136,6 +137,7 @@ class FallbackCache:
         self._flights: SingleFlight[bytes] = SingleFlight()
         self._counters = Counters()
         self._said_memory_only = False
+        self._primary_from_initialize = False
 
     def _redis_from_url(self, url: str) -> RedisBackend:
         return RedisBackend(url, **self._redis_options)
@@ -172,6 +174,7 @@ class FallbackCache:
             new = self._redis_from_url(url)
             old = self._failover.primary
             self._failover.set_primary(new)
+            self._primary_from_initialize = True
             if old is not None:
                 await old.close()
         if self._failover.primary is None:
@@ -185,7 +188,12 @@ class FallbackCache:
         await self._failover.check()
 
     async def close(self) -> None:
-        """Stop background work and release connections; ``initialize()`` may reopen."""
+        """Stop background work and release connections; ``initialize()`` may reopen.
+
+        A primary that ``initialize()`` connected (from its argument or the environment)
+        is dropped, so the cache is as before ``initialize()``: memory-only. One given to
+        the constructor stays, and is used again by the next call.
+        """
         await self._flights.cancel_all()
         await self._failover.close()
         primary = self._failover.primary
@@ -194,7 +202,9 @@ class FallbackCache:
                 await primary.close()
             except BackendError as exc:  # a dead server has nothing left to release
                 logger.debug("chenu_cache: closing %s failed: %s", primary.name, exc)
-            self._failover.set_primary(primary)  # back on the primary, outage forgotten
+            # Outage forgotten: back on the primary, or memory-only if initialize() made it.
+            self._failover.set_primary(None if self._primary_from_initialize else primary)
+            self._primary_from_initialize = False
         await self._fallback.close()
 
     async def __aenter__(self) -> Self:
@@ -551,6 +561,36 @@ class FallbackCache:
                 coalesced=self._flights.joined,
             ),
             failover=self._failover.statistics(),
+        )
+
+    async def health(self) -> HealthReport:
+        """Ping the primary (if any) and report which backend serves and how Redis is doing.
+
+        A failed ping while the primary serves fails over, as any failed call would.
+        """
+        failover = self._failover
+        primary = failover.primary
+        latency: float | None = None
+        error: str | None = None
+        reachable: bool | None = None
+        if primary is not None:
+            try:
+                latency = await primary.ping()
+                reachable = True
+            except BackendError as exc:
+                reachable = False
+                error = f"{type(exc).__name__}: {exc}"
+                if failover.active is primary:
+                    await failover.failed(exc)
+        degraded = primary is not None and failover.active is not primary
+        return HealthReport(
+            status="degraded" if degraded else "ok",
+            backend=failover.active.name,
+            breaker_state=failover.state,
+            redis_configured=primary is not None,
+            redis_reachable=reachable,
+            redis_latency=latency,
+            redis_error=error,
         )
 
     def __repr__(self) -> str:

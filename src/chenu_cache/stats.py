@@ -10,6 +10,7 @@ __all__ = [
     "CacheStatistics",
     "Counters",
     "FailoverStatistics",
+    "HealthReport",
     "LoaderStatistics",
     "MemoryStatistics",
     "NamespaceStatistics",
@@ -187,4 +188,35 @@ class CacheStatistics:
             "decodeErrors": self.decode_errors,
             "namespaces": {name: ns.to_dict() for name, ns in sorted(self.namespaces.items())},
             "loader": self.loader.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """What ``FallbackCache.health()`` found; ``to_dict()`` is what ``/cache/health`` serves.
+
+    ``status`` is ``"ok"`` when the configured tiers all serve, ``"degraded"`` when the
+    cache answers from memory because its primary does not.
+    """
+
+    status: str
+    backend: str
+    breaker_state: str
+    redis_configured: bool
+    redis_reachable: bool | None
+    redis_latency: float | None = None
+    redis_error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        latency = self.redis_latency
+        return {
+            "status": self.status,
+            "backend": self.backend,
+            "breakerState": self.breaker_state,
+            "redis": {
+                "configured": self.redis_configured,
+                "reachable": self.redis_reachable,
+                "latencyMs": None if latency is None else round(latency * 1000, 3),
+                "error": self.redis_error,
+            },
         }

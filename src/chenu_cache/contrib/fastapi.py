@@ -1,0 +1,469 @@
+"""Admin HTTP routes for a cache, and its start and stop in a FastAPI app's lifespan.
+
+Install with ``pip install "chenu-cache[fastapi]"``::
+
+    from chenu_cache import cache_service
+    from chenu_cache.contrib.fastapi import create_cache_router
+
+    app.include_router(create_cache_router(cache_service, token=os.environ["CACHE_ADMIN_TOKEN"]))
+
+Admin routes need the application's own dependency (``dependency=``) or a bearer token
+(``token=``); with both, both must pass. ``/cache/health`` and ``/cache/namespaces``
+are open. This module uses only chenu-cache's public API.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads these annotations at run time,
+# and some refer to closure variables (the bearer scheme, the page-size bound).
+
+import hmac
+import json
+import logging
+import math
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Annotated, Any, TypeVar
+
+try:
+    from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+    from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+    from pydantic import BaseModel, ConfigDict, Field
+except ImportError as exc:  # pragma: no cover - exercised by the import_minimal nox session
+    raise ImportError(
+        'chenu_cache.contrib.fastapi needs FastAPI: pip install "chenu-cache[fastapi]"'
+    ) from exc
+
+from chenu_cache import (
+    MISSING,
+    NO_EXPIRY,
+    CacheError,
+    CacheTypeError,
+    ConfigurationError,
+    FallbackCache,
+    SerializationError,
+    ValidationError,
+    ValueTooLargeError,
+)
+
+__all__ = ["cache_lifespan", "create_cache_router"]
+
+logger = logging.getLogger("chenu_cache")
+
+T = TypeVar("T")
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+MAX_BODY_BYTES = 1024 * 1024
+_MAX_SCAN_CALLS = 10
+_MIN_TOKEN_LENGTH = 16
+_TOO_LARGE = 413  # Starlette renamed its constant for it; the number is stable
+
+
+# -- response and request models -------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="The error's type, e.g. InvalidKeyError")
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    detail: ErrorBody | str | list[Any]
+
+
+class RedisHealth(BaseModel):
+    configured: bool
+    reachable: bool | None = Field(description="null when no Redis is configured")
+    latencyMs: float | None = Field(description="PING round trip in milliseconds")
+    error: str | None
+
+
+class HealthResponse(BaseModel):
+    status: str = Field(description='"ok", or "degraded" while serving from memory')
+    backend: str = Field(description="backend serving calls now: redis or memory")
+    breakerState: str = Field(description="closed, open or memory-only")
+    redis: RedisHealth
+
+
+class TierRedis(BaseModel):
+    configured: bool
+    connected: bool
+    usedMemory: str | None
+    connectedClients: int | None
+    hits: int
+    misses: int
+    hitRate: float
+
+
+class TierMemory(BaseModel):
+    hits: int
+    misses: int
+    size: int
+    hitRate: float
+    bytes: int
+    evictions: int
+    expirations: int
+
+
+class NamespaceCounters(BaseModel):
+    hits: int
+    misses: int
+    hitRate: float
+
+
+class LoaderCounters(BaseModel):
+    calls: int
+    errors: int
+    coalesced: int
+
+
+class StatsResponse(BaseModel):
+    backend: str
+    redis: TierRedis
+    memory: TierMemory
+    hits: int
+    misses: int
+    hitRate: float
+    evictions: int
+    failovers: int
+    failbacks: int
+    timeOnFallback: float
+    breakerState: str
+    backendErrors: int
+    lastBackendError: str | None
+    decodeErrors: int
+    namespaces: dict[str, NamespaceCounters]
+    loader: LoaderCounters
+
+
+class KeysPage(BaseModel):
+    keys: list[str]
+    cursor: int = Field(description="pass back to get the next page; 0 when done")
+    pattern: str
+    limit: int
+
+
+class KeyValue(BaseModel):
+    key: str
+    value: Any = Field(description="the cached value (null when it is not JSON-serializable)")
+    type: str = Field(description="the value's Python type name")
+    serializable: bool = Field(description="whether `value` holds the value itself")
+    ttl: float | None = Field(description="seconds left; null when the entry never expires")
+
+
+class SetKeyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str = Field(min_length=1, max_length=1024)
+    value: Any
+    ttl: float | None = Field(
+        default=None, gt=0, description="seconds; null for the namespace's or default TTL"
+    )
+    namespace: str | None = Field(default=None, min_length=1, max_length=64)
+    noExpiry: bool = Field(default=False, description="store without expiry (ignores ttl)")
+
+
+class SetKeyResponse(BaseModel):
+    key: str = Field(description="the logical key written (namespace included)")
+    ttl: float | None = Field(description="seconds it will live; null: no expiry")
+
+
+class Deleted(BaseModel):
+    deleted: int = Field(description="how many entries were removed")
+
+
+class DeletedKey(Deleted):
+    key: str
+
+
+class DeletedNamespace(Deleted):
+    namespace: str
+
+
+class NamespaceInfo(BaseModel):
+    name: str
+    ttl: float | None = Field(description="seconds; null: entries never expire")
+
+
+class NamespacesResponse(BaseModel):
+    namespaces: list[NamespaceInfo]
+    defaultTtl: float | None
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _http_error(exc: CacheError) -> HTTPException:
+    code = status.HTTP_400_BAD_REQUEST
+    if isinstance(exc, ValueTooLargeError):
+        code = _TOO_LARGE
+    elif not isinstance(exc, (ValidationError, CacheTypeError, SerializationError)):
+        code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return HTTPException(code, detail={"error": type(exc).__name__, "message": str(exc)})
+
+
+async def _guard(call: Awaitable[T]) -> T:
+    """Await a cache call; its typed errors become 4xx answers, never a 500."""
+    try:
+        return await call
+    except CacheError as exc:
+        raise _http_error(exc) from None
+
+
+def _ttl_field(ttl: float | None) -> float | None:
+    if ttl is None or math.isinf(ttl):
+        return None
+    return round(ttl, 3)
+
+
+def _token_check(token: str) -> Callable[..., Awaitable[None]]:
+    expected = token.encode("utf-8")
+    bearer = HTTPBearer(auto_error=False, description="the admin token given to the router")
+
+    async def require_token(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> None:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                detail={"error": "Unauthorized", "message": "a bearer token is required"},
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if not hmac.compare_digest(credentials.credentials.encode("utf-8"), expected):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail={"error": "Forbidden", "message": "the bearer token is not valid"},
+            )
+
+    return require_token
+
+
+async def _limit_body(request: Request) -> None:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise HTTPException(
+            _TOO_LARGE,
+            detail={"error": "BodyTooLarge", "message": f"body over {MAX_BODY_BYTES} bytes"},
+        )
+
+
+def cache_lifespan(
+    cache: FallbackCache,
+    lifespan: Callable[[Any], AbstractAsyncContextManager[Any]] | None = None,
+) -> Callable[[Any], AbstractAsyncContextManager[Any]]:
+    """A FastAPI ``lifespan`` that initializes ``cache`` on start-up and closes it on exit.
+
+    Pass the application's own lifespan as ``lifespan`` to run it inside: the cache is
+    ready before it starts and closed after it ends. Whatever it yields is passed on.
+    """
+
+    @asynccontextmanager
+    async def run(app: Any) -> AsyncIterator[Any]:
+        await cache.initialize()
+        try:
+            if lifespan is None:
+                yield None
+            else:
+                async with lifespan(app) as state:
+                    yield state
+        finally:
+            await cache.close()
+
+    return run
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "invalid key, pattern, namespace or TTL"},
+    422: {"model": ErrorResponse, "description": "malformed request"},
+}
+_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "no bearer token"},
+    403: {"model": ErrorResponse, "description": "wrong bearer token or refused by dependency"},
+}
+
+
+def create_cache_router(
+    cache: FallbackCache,
+    *,
+    token: str | None = None,
+    dependency: Callable[..., Any] | None = None,
+    insecure_allow_anonymous_admin: bool = False,
+    prefix: str = "/cache",
+    tags: list[str] | None = None,
+    manage_lifespan: bool = True,
+    max_page_size: int = MAX_PAGE_SIZE,
+) -> APIRouter:
+    """An ``APIRouter`` with the cache's admin routes under ``prefix`` (default ``/cache``).
+
+    - ``token``: admin callers must send ``Authorization: Bearer <token>`` (compared in
+      constant time). ``dependency``: a FastAPI dependency of the application's own that
+      admits admins (it raises ``HTTPException`` to refuse). One of them is required;
+      with both, both apply. Without either, the factory raises, unless
+      ``insecure_allow_anonymous_admin=True`` says that anyone may read, write and clear.
+    - ``manage_lifespan``: ``app.include_router()`` hooks ``cache.initialize()`` and
+      ``cache.close()`` into the app's lifespan (FastAPI 0.115+).
+    - ``max_page_size``: the largest ``limit`` ``GET /cache/keys`` accepts.
+    """
+    if token is None and dependency is None and not insecure_allow_anonymous_admin:
+        raise ConfigurationError(
+            "create_cache_router needs token= or dependency= for its admin routes; pass "
+            "insecure_allow_anonymous_admin=True only if anyone may clear the cache"
+        )
+    if token is not None and (not isinstance(token, str) or not token):
+        raise ConfigurationError("token must be a non-empty string")
+    if token is not None and len(token) < _MIN_TOKEN_LENGTH:
+        logger.warning(
+            "chenu_cache: the admin token is shorter than %d characters", _MIN_TOKEN_LENGTH
+        )
+    if token is None and dependency is None:
+        logger.warning("chenu_cache: cache admin routes are open to anonymous callers")
+    admin: list[Any] = []
+    if token is not None:
+        admin.append(Depends(_token_check(token)))
+    if dependency is not None:
+        admin.append(Depends(dependency))
+
+    router = APIRouter(
+        prefix=prefix,
+        tags=list(tags) if tags is not None else ["cache"],
+        lifespan=cache_lifespan(cache) if manage_lifespan else None,
+    )
+    admin_errors = {**_ERRORS, **_AUTH_ERRORS}
+
+    @router.get(
+        "/stats",
+        response_model=StatsResponse,
+        dependencies=admin,
+        responses=_AUTH_ERRORS,
+        summary="Cache statistics",
+    )
+    async def stats() -> dict[str, Any]:
+        return (await _guard(cache.get_statistics())).to_dict()
+
+    @router.get("/health", response_model=HealthResponse, summary="Health check (open)")
+    async def health() -> dict[str, Any]:
+        return (await _guard(cache.health())).to_dict()
+
+    @router.get(
+        "/keys",
+        response_model=KeysPage,
+        dependencies=admin,
+        responses=admin_errors,
+        summary="List keys matching a glob, one page at a time",
+    )
+    async def keys(
+        pattern: Annotated[
+            str, Query(min_length=1, max_length=1024, description="Redis glob pattern")
+        ] = "*",
+        cursor: Annotated[int, Query(ge=0, description="0 to start; then the reply's cursor")] = 0,
+        limit: Annotated[
+            int, Query(ge=1, le=max_page_size, description="about how many keys per page")
+        ] = DEFAULT_PAGE_SIZE,
+    ) -> KeysPage:
+        # Several short SCAN calls rather than one long one: Redis never blocks, and a
+        # sparse pattern does not make the client page through empty replies.
+        found: list[str] = []
+        for _ in range(_MAX_SCAN_CALLS):
+            cursor, page = await _guard(cache.scan(pattern, cursor, limit))
+            found.extend(page)
+            if cursor == 0 or len(found) >= limit:
+                break
+        return KeysPage(keys=found, cursor=cursor, pattern=pattern, limit=limit)
+
+    @router.get(
+        "/key/{key:path}",
+        response_model=KeyValue,
+        dependencies=admin,
+        responses={**admin_errors, 404: {"model": ErrorResponse, "description": "no such key"}},
+        summary="A key's value and remaining TTL",
+    )
+    async def get_key(
+        key: Annotated[str, Path(min_length=1, max_length=1024)],
+        namespace: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    ) -> KeyValue:
+        value = await _guard(cache.get(key, namespace=namespace, default=MISSING))
+        if value is MISSING:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                detail={"error": "KeyNotFound", "message": "no entry under this key"},
+            )
+        ttl = await _guard(cache.ttl(key, namespace=namespace))
+        try:
+            json.dumps(value, allow_nan=False)
+            serializable = True
+        except (TypeError, ValueError):
+            serializable = False
+        logical = f"{namespace}:{key}" if namespace else key
+        return KeyValue(
+            key=logical,
+            value=value if serializable else None,
+            type=type(value).__name__,
+            serializable=serializable,
+            ttl=_ttl_field(ttl),
+        )
+
+    @router.post(
+        "/key",
+        response_model=SetKeyResponse,
+        dependencies=[*admin, Depends(_limit_body)],
+        responses={**admin_errors, 413: {"model": ErrorResponse, "description": "too large"}},
+        summary="Set a value",
+    )
+    async def set_key(body: SetKeyRequest) -> SetKeyResponse:
+        ttl: Any = NO_EXPIRY if body.noExpiry else body.ttl
+        await _guard(cache.set(body.key, body.value, ttl=ttl, namespace=body.namespace))
+        logical = f"{body.namespace}:{body.key}" if body.namespace else body.key
+        remaining = await _guard(cache.ttl(logical))
+        return SetKeyResponse(key=logical, ttl=_ttl_field(remaining))
+
+    @router.delete(
+        "/key/{key:path}",
+        response_model=DeletedKey,
+        dependencies=admin,
+        responses=admin_errors,
+        summary="Delete a key",
+    )
+    async def delete_key(
+        key: Annotated[str, Path(min_length=1, max_length=1024)],
+        namespace: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    ) -> DeletedKey:
+        removed = await _guard(cache.invalidate(key, namespace=namespace))
+        logical = f"{namespace}:{key}" if namespace else key
+        return DeletedKey(key=logical, deleted=int(removed))
+
+    @router.delete(
+        "/namespace/{namespace}",
+        response_model=DeletedNamespace,
+        dependencies=admin,
+        responses=admin_errors,
+        summary="Delete every entry of a namespace",
+    )
+    async def delete_namespace(
+        namespace: Annotated[str, Path(min_length=1, max_length=64)],
+    ) -> DeletedNamespace:
+        removed = await _guard(cache.invalidate_namespace(namespace))
+        return DeletedNamespace(namespace=namespace, deleted=removed)
+
+    @router.post(
+        "/clear",
+        response_model=Deleted,
+        dependencies=admin,
+        responses=_AUTH_ERRORS,
+        summary="Delete every entry under the cache's prefix",
+    )
+    async def clear() -> Deleted:
+        return Deleted(deleted=await _guard(cache.clear()))
+
+    @router.get(
+        "/namespaces", response_model=NamespacesResponse, summary="Namespaces and TTLs (open)"
+    )
+    async def namespaces() -> NamespacesResponse:
+        registry = cache.namespaces
+        return NamespacesResponse(
+            namespaces=[
+                NamespaceInfo(name=name, ttl=ttl)
+                for name, ttl in sorted(registry.as_dict().items())
+            ],
+            defaultTtl=registry.default_ttl,
+        )
+
+    return router
