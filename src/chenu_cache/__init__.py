@@ -8,7 +8,7 @@ from importlib.metadata import version as _version
 
 from ._default import cache, cache_service
 from ._types import MISSING, NO_EXPIRY, TTL
-from .backends import Backend, BackendStats, MemoryBackend, RedisBackend
+from .backends import Backend, BackendStats, MemoryBackend, RedisBackend, SupportsLock
 from .decorator import BoundCachedMethod, CachedFunction
 from .exceptions import (
     BackendError,
@@ -70,6 +70,7 @@ __all__ = [
     "SerializationError",
     "Serializer",
     "SignatureError",
+    "SupportsLock",
     "Transition",
     "ValidationError",
     "ValueTooLargeError",

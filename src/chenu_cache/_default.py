@@ -7,6 +7,7 @@ memory cache until ``await cache_service.initialize()``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, TypeVar, overload
 
 from typing_extensions import ParamSpec
@@ -34,6 +35,10 @@ def cache(
     *,
     namespace: str | None = None,
     key_builder: KeyBuilder | None = None,
+    refresh_after: float | timedelta | None = None,
+    stale_if_error: float | timedelta | None = None,
+    early_refresh: float | None = None,
+    lock: bool | float = False,
     cache: FallbackCache | None = None,
 ) -> Callable[[Callable[P, Awaitable[R]]], CachedFunction[P, R]]: ...
 
@@ -43,6 +48,10 @@ def cache(
     *,
     namespace: str | None = None,
     key_builder: KeyBuilder | None = None,
+    refresh_after: float | timedelta | None = None,
+    stale_if_error: float | timedelta | None = None,
+    early_refresh: float | None = None,
+    lock: bool | float = False,
     cache: FallbackCache | None = None,
 ) -> Any:
     """Cache a coroutine function's results: ``@cache(ttl=300, namespace="user")``.
@@ -51,6 +60,8 @@ def cache(
     - ``namespace``: the namespace entries live in (it also picks the TTL).
     - ``key_builder``: called with the function's own arguments, returns the key;
       default: the function's import path and its arguments as canonical JSON.
+    - ``refresh_after``, ``stale_if_error``, ``early_refresh``, ``lock``: the freshness
+      options of :meth:`FallbackCache.get_or_set`, same names and meaning.
     - ``cache``: the :class:`FallbackCache` to use; default ``cache_service``.
 
     The decorated function keeps its signature, gains ``await f.invalidate(...)``
@@ -61,6 +72,10 @@ def cache(
     return bind_decorator(
         (lambda: cache_service) if target is None else (lambda: target),
         ttl,
-        namespace,
-        key_builder,
+        namespace=namespace,
+        key_builder=key_builder,
+        refresh_after=refresh_after,
+        stale_if_error=stale_if_error,
+        early_refresh=early_refresh,
+        lock=lock,
     )

@@ -19,6 +19,7 @@ from typing_extensions import ParamSpec, Self
 
 from ._types import TTL
 from .exceptions import CacheTypeError
+from .freshness import Freshness
 from .keys import validate_namespace
 from .namespaces import to_seconds
 
@@ -54,6 +55,11 @@ class SupportsGetOrSet(Protocol):
         factory: Callable[[], Awaitable[Any]],
         ttl: TTL = None,
         namespace: str | None = None,
+        *,
+        refresh_after: float | timedelta | None = None,
+        stale_if_error: float | timedelta | None = None,
+        early_refresh: float | None = None,
+        lock: bool | float = False,
     ) -> Any: ...
 
     async def invalidate(self, key: str, namespace: str | None = None) -> bool: ...
@@ -128,6 +134,10 @@ class CachedFunction(Generic[P, R]):
         ttl: TTL = None,
         namespace: str | None = None,
         key_builder: KeyBuilder | None = None,
+        refresh_after: float | timedelta | None = None,
+        stale_if_error: float | timedelta | None = None,
+        early_refresh: float | None = None,
+        lock: bool | float = False,
     ) -> None:
         # Above @classmethod / @staticmethod, unwrap and bind like they do (on 3.13+
         # classmethod no longer passes binding on to what it wraps, so only this order
@@ -147,6 +157,16 @@ class CachedFunction(Generic[P, R]):
             validate_namespace(namespace)
         if key_builder is not None and not callable(key_builder):
             raise CacheTypeError("key_builder must be callable")
+        # Validated now; passed on only when set, so the plain hit path stays lean.
+        Freshness.build(refresh_after, stale_if_error, early_refresh, lock)
+        options = {
+            "refresh_after": refresh_after,
+            "stale_if_error": stale_if_error,
+            "early_refresh": early_refresh,
+        }
+        self._options: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
+        if lock is not False:
+            self._options["lock"] = lock
         functools.update_wrapper(self, func)
         _mark_coroutine_function(self)
         self._func = func
@@ -200,7 +220,7 @@ class CachedFunction(Generic[P, R]):
         key = self.key(*args, **kwargs)
         func = self._func
         result = await self._resolve_cache().get_or_set(
-            key, lambda: func(*args, **kwargs), ttl=self.ttl, namespace=self.namespace
+            key, lambda: func(*args, **kwargs), self.ttl, self.namespace, **self._options
         )
         return cast(R, result)
 
@@ -252,50 +272,33 @@ class BoundCachedMethod(Generic[P, R]):
 
 
 def decorator_factory(
-    resolve_cache: Callable[[], SupportsGetOrSet],
-    *,
-    ttl: TTL = None,
-    namespace: str | None = None,
-    key_builder: KeyBuilder | None = None,
+    resolve_cache: Callable[[], SupportsGetOrSet], **options: Any
 ) -> Callable[[Callable[P, Awaitable[R]]], CachedFunction[P, R]]:
-    """Build the decorator that ``cache(...)`` and ``FallbackCache.cached(...)`` return."""
+    """Build the decorator that ``cache(...)`` and ``FallbackCache.cached(...)`` return.
+
+    ``options`` are :class:`CachedFunction`'s keywords, validated here, at decoration.
+    """
+    namespace = options.get("namespace")
     if namespace is not None:
         validate_namespace(namespace)
-    to_seconds(ttl)
+    to_seconds(options.get("ttl"))
+    Freshness.build(
+        options.get("refresh_after"),
+        options.get("stale_if_error"),
+        options.get("early_refresh"),
+        options.get("lock", False),
+    )
 
     def decorate(func: Callable[P, Awaitable[R]]) -> CachedFunction[P, R]:
-        return CachedFunction(
-            func, resolve_cache, ttl=ttl, namespace=namespace, key_builder=key_builder
-        )
+        return CachedFunction(func, resolve_cache, **options)
 
     return decorate
 
 
-@overload
 def bind_decorator(
-    resolve_cache: Callable[[], SupportsGetOrSet],
-    ttl: Callable[P, Awaitable[R]],
-    namespace: str | None = None,
-    key_builder: KeyBuilder | None = None,
-) -> CachedFunction[P, R]: ...
-
-
-@overload
-def bind_decorator(
-    resolve_cache: Callable[[], SupportsGetOrSet],
-    ttl: TTL = None,
-    namespace: str | None = None,
-    key_builder: KeyBuilder | None = None,
-) -> Callable[[Callable[P, Awaitable[R]]], CachedFunction[P, R]]: ...
-
-
-def bind_decorator(
-    resolve_cache: Callable[[], SupportsGetOrSet],
-    ttl: Any = None,
-    namespace: str | None = None,
-    key_builder: KeyBuilder | None = None,
+    resolve_cache: Callable[[], SupportsGetOrSet], ttl: Any = None, **options: Any
 ) -> Any:
     """``@cache`` and ``@cache(...)`` alike: a bare use passes the function as ``ttl``."""
     if callable(ttl) or isinstance(ttl, (classmethod, staticmethod)):
-        return CachedFunction(ttl, resolve_cache)
-    return decorator_factory(resolve_cache, ttl=ttl, namespace=namespace, key_builder=key_builder)
+        return CachedFunction(ttl, resolve_cache, **options)
+    return decorator_factory(resolve_cache, ttl=ttl, **options)

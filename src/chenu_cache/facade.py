@@ -8,10 +8,17 @@ fallback instead.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import logging
+import math
 import os
+import random
+import secrets
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
@@ -19,13 +26,22 @@ from typing_extensions import ParamSpec, Self
 
 from ._glob import validate_pattern
 from ._types import TTL
-from .backends.base import Backend
+from .backends.base import Backend, SupportsLock
 from .backends.memory import MemoryBackend
 from .backends.redis import DEFAULT_CONNECT_TIMEOUT, DEFAULT_OPERATION_TIMEOUT, RedisBackend
 from .decorator import CachedFunction, KeyBuilder, bind_decorator
 from .exceptions import BackendError, CacheTypeError, ConfigurationError, DeserializationError
 from .failover import Failover, Transition
-from .freshness import SingleFlight
+from .freshness import (
+    ENVELOPE_MAGIC,
+    BackgroundTasks,
+    EntryTiming,
+    Freshness,
+    SingleFlight,
+    unwrap,
+    wrap,
+    xfetch_due,
+)
 from .keys import DEFAULT_MAX_KEY_LENGTH, NAMESPACE_SEPARATOR, namespace_of, qualify
 from .keys import validate_namespace as _validate_namespace
 from .namespaces import DEFAULT_MAX_TTL, DEFAULT_TTL, NamespaceRegistry, to_seconds
@@ -52,6 +68,12 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 _MAX_SCAN_COUNT = 10_000
+_ENVELOPE_BYTE = bytes((ENVELOPE_MAGIC,))
+_EXPIRED: Any = object()  # an entry past its TTL, still kept for serve-stale-on-error
+_STALE_RETRY = 1.0  # after a failed load, serve stale this long before trying again
+_MAX_STALE_KEYS = 10_000
+_LOCK_POLL_FIRST = 0.005  # a lock waiter looks for the holder's value after 5 ms ...
+_LOCK_POLL_MAX = 0.2  # ... doubling up to 200 ms: a few commands per second at most
 
 
 class FallbackCache:
@@ -70,6 +92,8 @@ class FallbackCache:
     - ``outage_ttl_cap``, ``probe_interval``, ``probe_max_interval``,
       ``journal_max_keys``, ``on_transition``: failover behaviour (see the docs).
     - ``read_env``: let ``initialize()`` read ``CHENU_CACHE_REDIS_URL`` (default on).
+    - ``clock``, ``rng``: the wall clock and random source of the freshness options
+      (``time.time`` and ``random.random``; inject fakes in tests).
 
     Operations never raise backend errors: when the primary fails they are served by
     the fallback. They do raise typed :class:`~chenu_cache.exceptions.CacheError`
@@ -100,6 +124,8 @@ class FallbackCache:
         journal_max_keys: int = 10_000,
         on_transition: Callable[[Transition], object] | None = None,
         read_env: bool = True,
+        clock: Callable[[], float] = time.time,
+        rng: Callable[[], float] = random.random,
     ) -> None:
         if redis_url is not None and primary is not None:
             raise ConfigurationError("give FallbackCache either redis_url= or primary=, not both")
@@ -117,7 +143,7 @@ class FallbackCache:
         self.codec = Codec(
             serializer, compress_threshold=compress_threshold, max_value_size=max_value_size
         )
-        self._decode = self.codec.decode
+        self._decode_payload = self.codec.decode
         self._fallback: Backend = (
             fallback
             if fallback is not None
@@ -138,6 +164,12 @@ class FallbackCache:
         self._counters = Counters()
         self._said_memory_only = False
         self._primary_from_initialize = False
+        # Freshness metadata is shared across processes, so it runs on the wall clock.
+        self._clock = clock
+        self._random = rng
+        self._background = BackgroundTasks()
+        self._stale_retry: dict[str, float] = {}
+        self._stale_logged: set[str] = set()
 
     def _redis_from_url(self, url: str) -> RedisBackend:
         return RedisBackend(url, **self._redis_options)
@@ -194,6 +226,7 @@ class FallbackCache:
         is dropped, so the cache is as before ``initialize()``: memory-only. One given to
         the constructor stays, and is used again by the next call.
         """
+        await self._background.cancel_all()
         await self._flights.cancel_all()
         await self._failover.close()
         primary = self._failover.primary
@@ -281,6 +314,15 @@ class FallbackCache:
                 journal.add_keys(keys)
         return await call(self._fallback)
 
+    def _decode(self, data: bytes) -> Any:
+        """Decode stored bytes; ``_EXPIRED`` for an entry past its logical TTL."""
+        if data[:1] == _ENVELOPE_BYTE:
+            payload, timing = unwrap(data)
+            if timing is not None and self._clock() >= timing.expires_at:
+                return _EXPIRED  # kept only to be served if its loader fails
+            return self._decode_payload(payload)
+        return self._decode_payload(data)
+
     def _key(self, key: str, namespace: str | None) -> str:
         return qualify(key, namespace, self.max_key_length)
 
@@ -309,8 +351,9 @@ class FallbackCache:
             except DeserializationError as exc:
                 self._undecodable(full, exc)
             else:
-                self._counters.hit(ns)
-                return value
+                if value is not _EXPIRED:
+                    self._counters.hit(ns)
+                    return value
         self._counters.miss(ns)
         return default
 
@@ -327,12 +370,14 @@ class FallbackCache:
             ns = namespace if namespace is not None else namespace_of(logical)
             if data is not None:
                 try:
-                    result[key] = self._decode(data)
+                    value = self._decode(data)
                 except DeserializationError as exc:
                     self._undecodable(logical, exc)
                 else:
-                    self._counters.hit(ns)
-                    continue
+                    if value is not _EXPIRED:
+                        result[key] = value
+                        self._counters.hit(ns)
+                        continue
             self._counters.miss(ns)
         return result
 
@@ -403,6 +448,11 @@ class FallbackCache:
         factory: Callable[[], Any],
         ttl: TTL = None,
         namespace: str | None = None,
+        *,
+        refresh_after: float | timedelta | None = None,
+        stale_if_error: float | timedelta | None = None,
+        early_refresh: float | None = None,
+        lock: bool | float = False,
     ) -> Any:
         """The cached value, or the factory's result, cached, on a miss.
 
@@ -412,33 +462,166 @@ class FallbackCache:
         others). Its exceptions reach every caller of that run and are not cached.
         Miss or hit, the caller gets the value as the cache stores it (a tuple comes
         back as a list with JSON), so the type never depends on who loaded it.
+
+        Freshness options (see the docs): ``refresh_after`` (seconds after a write past
+        which a hit is returned at once and refreshed in the background),
+        ``stale_if_error`` (seconds past expiry during which a failing loader is
+        answered with the last value), ``early_refresh`` (XFetch ``beta``), ``lock``
+        (``True``, or the lock's TTL in seconds: one load across all processes).
         """
         full = qualify(key, namespace, self.max_key_length)
         ns = namespace if namespace is not None else namespace_of(full)
         if ttl is not None:
             to_seconds(ttl, max_ttl=self.namespaces.max_ttl)
+        fresh = Freshness.build(refresh_after, stale_if_error, early_refresh, lock)
+        if fresh is not None:
+            return await self._get_or_set_fresh(full, ns, factory, ttl, fresh)
         flights = self._flights
         if full not in flights:  # while a load runs, reading the backend is pointless
-            epoch = flights.completed
-            data = await self._read(full)
-            if data is None and full not in flights and flights.completed != epoch:
-                # A load finished while we read: our miss may predate its write.
-                data = await self._read(full)
+            data = await self._lookup(full)
             if data is not None:
                 try:
                     value = self._decode(data)
                 except DeserializationError as exc:
                     self._undecodable(full, exc)
                 else:
-                    self._counters.hit(ns)
-                    return value
+                    if value is not _EXPIRED:
+                        self._counters.hit(ns)
+                        return value
         self._counters.miss(ns)
         seconds = self.namespaces.resolve(ttl, ns)
-        payload = await flights.run(full, lambda: self._load(full, factory, seconds))
-        return self._decode(payload)
+        payload = await flights.run(full, lambda: self._load(full, factory, seconds, None))
+        return self._decode_payload(payload)
 
-    async def _load(self, key: str, factory: Callable[[], Any], ttl: float | None) -> bytes:
+    async def _lookup(self, key: str) -> bytes | None:
+        epoch = self._flights.completed
+        data = await self._read(key)
+        if data is None and key not in self._flights and self._flights.completed != epoch:
+            # A load finished while we read: our miss may predate its write.
+            data = await self._read(key)
+        return data
+
+    async def _get_or_set_fresh(
+        self,
+        full: str,
+        ns: str | None,
+        factory: Callable[[], Any],
+        ttl: TTL,
+        fresh: Freshness,
+    ) -> Any:
+        seconds = self.namespaces.resolve(ttl, ns)
+        flights = self._flights
+        stale: Any = _EXPIRED
+        if full not in flights:
+            data = await self._lookup(full)
+            if data is not None:
+                try:
+                    payload, timing = unwrap(data)
+                    value = self._decode_payload(payload)
+                except DeserializationError as exc:
+                    self._undecodable(full, exc)
+                else:
+                    now = self._clock()
+                    if timing is None or now < timing.expires_at:
+                        if timing is not None and self._due(now, timing, fresh):
+                            self._refresh(full, factory, seconds, fresh)
+                        self._counters.hit(ns)
+                        return value
+                    window = fresh.stale_if_error
+                    if window is not None and now <= timing.expires_at + window:
+                        stale = value
+                        if now < self._stale_retry.get(full, -math.inf):
+                            # The loader failed moments ago: serve stale, retry later.
+                            self._counters.stale_served += 1
+                            self._counters.hit(ns)
+                            return stale
+        self._counters.miss(ns)
+        try:
+            payload = await flights.run(full, lambda: self._load_for(full, factory, seconds, fresh))
+        except Exception as exc:
+            if stale is _EXPIRED:
+                raise
+            self._serve_stale(full, exc, fresh)
+            return stale
+        self._stale_retry.pop(full, None)
+        return self._decode_payload(payload)
+
+    def _due(self, now: float, timing: EntryTiming, fresh: Freshness) -> bool:
+        """Whether a hit should start a background refresh."""
+        if fresh.refresh_after is not None and now - timing.written_at >= fresh.refresh_after:
+            return True
+        beta = fresh.early_refresh
+        return beta is not None and xfetch_due(now, timing, beta, self._random)
+
+    def _refresh(
+        self, key: str, factory: Callable[[], Any], ttl: float | None, fresh: Freshness
+    ) -> None:
+        if key in self._flights:  # a load is already bringing a new value
+            return
+        self._background.start(
+            key,
+            lambda: self._flights.run(key, lambda: self._load_for(key, factory, ttl, fresh)),
+        )
+
+    def _serve_stale(self, key: str, exc: Exception, fresh: Freshness) -> None:
+        window = fresh.stale_if_error or 0.0
+        self._stale_retry[key] = self._clock() + min(_STALE_RETRY, window)
+        if len(self._stale_retry) > _MAX_STALE_KEYS:
+            self._stale_retry.pop(next(iter(self._stale_retry)))
+        self._counters.stale_served += 1
+        if key not in self._stale_logged and len(self._stale_logged) < _MAX_STALE_KEYS:
+            self._stale_logged.add(key)
+            logger.warning(
+                "chenu_cache: loader for %r failed (%s); serving the stale value",
+                key,
+                type(exc).__name__,
+            )
+
+    async def _load_for(
+        self, key: str, factory: Callable[[], Any], ttl: float | None, fresh: Freshness
+    ) -> bytes:
+        """Load under the cross-process lock when asked for and possible, else directly."""
+        lock_ttl = fresh.lock_ttl
+        backend = self._failover.active
+        if lock_ttl is None or backend is self._fallback or not isinstance(backend, SupportsLock):
+            return await self._load(key, factory, ttl, fresh)
+        token = secrets.token_hex(16)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + 2 * lock_ttl
+        delay = _LOCK_POLL_FIRST
+        while True:
+            try:
+                if await backend.acquire_lock(key, token, lock_ttl):
+                    break
+            except BackendError as exc:
+                await self._failover.failed(exc)  # Redis is gone: in-process single flight
+                return await self._load(key, factory, ttl, fresh)
+            # Another process loads: wait for its value with backoff, never spinning.
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _LOCK_POLL_MAX)
+            data = await self._read(key)
+            if data is not None:
+                payload, timing = unwrap(data)
+                if timing is None or self._clock() < timing.expires_at:
+                    return payload
+            if loop.time() >= give_up:
+                return await self._load(key, factory, ttl, fresh)
+        try:
+            return await self._load(key, factory, ttl, fresh)
+        finally:
+            with contextlib.suppress(BackendError):  # else it lapses after lock_ttl
+                await backend.release_lock(key, token)
+
+    async def _load(
+        self,
+        key: str,
+        factory: Callable[[], Any],
+        ttl: float | None,
+        fresh: Freshness | None,
+    ) -> bytes:
+        """Run the factory, store its encoded value, return the codec's bytes."""
         self._counters.loader_calls += 1
+        started = self._clock()
         try:
             value = factory()
             if inspect.isawaitable(value):
@@ -447,7 +630,15 @@ class FallbackCache:
             self._counters.loader_errors += 1
             raise
         data = self.codec.encode(value)
-        await self._store(key, data, ttl)
+        if fresh is None or not fresh.timed:
+            await self._store(key, data, ttl)
+            return data
+        now = self._clock()
+        stored = wrap(data, EntryTiming(now, ttl, max(0.0, now - started)))
+        physical = ttl
+        if ttl is not None and fresh.stale_if_error is not None:
+            physical = ttl + fresh.stale_if_error  # outlive expiry to be served on error
+        await self._store(key, stored, physical)
         return data
 
     # -- invalidation ----------------------------------------------------------------
@@ -494,6 +685,10 @@ class FallbackCache:
         *,
         namespace: str | None = None,
         key_builder: KeyBuilder | None = None,
+        refresh_after: float | timedelta | None = None,
+        stale_if_error: float | timedelta | None = None,
+        early_refresh: float | None = None,
+        lock: bool | float = False,
     ) -> Callable[[Callable[P, Awaitable[R]]], CachedFunction[P, R]]: ...
 
     def cached(
@@ -502,9 +697,25 @@ class FallbackCache:
         *,
         namespace: str | None = None,
         key_builder: KeyBuilder | None = None,
+        refresh_after: float | timedelta | None = None,
+        stale_if_error: float | timedelta | None = None,
+        early_refresh: float | None = None,
+        lock: bool | float = False,
     ) -> Any:
-        """``@cache.cached(ttl=..., namespace=..., key_builder=...)``, bound to this cache."""
-        return bind_decorator(lambda: self, ttl, namespace, key_builder)
+        """``@cache.cached(ttl=..., namespace=..., ...)``: the decorator bound to this cache.
+
+        Takes the keywords of :func:`chenu_cache.cache` but ``cache=``.
+        """
+        return bind_decorator(
+            lambda: self,
+            ttl,
+            namespace=namespace,
+            key_builder=key_builder,
+            refresh_after=refresh_after,
+            stale_if_error=stale_if_error,
+            early_refresh=early_refresh,
+            lock=lock,
+        )
 
     # -- statistics ------------------------------------------------------------------
 
@@ -559,6 +770,9 @@ class FallbackCache:
                 calls=counters.loader_calls,
                 errors=counters.loader_errors,
                 coalesced=self._flights.joined,
+                refreshes=self._background.started,
+                refresh_failures=self._background.failed,
+                stale_served=counters.stale_served,
             ),
             failover=self._failover.statistics(),
         )

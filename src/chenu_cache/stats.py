@@ -36,6 +36,7 @@ class Counters:
         "loader_errors",
         "misses",
         "namespaces",
+        "stale_served",
     )
 
     def __init__(self) -> None:
@@ -44,6 +45,7 @@ class Counters:
         self.loader_calls = 0
         self.loader_errors = 0
         self.decode_errors = 0
+        self.stale_served = 0
         # namespace -> [hits, misses]; a list, so one lookup serves both counters
         self.namespaces: dict[str, list[int]] = {}
 
@@ -136,9 +138,19 @@ class LoaderStatistics:
     calls: int
     errors: int
     coalesced: int
+    refreshes: int = 0
+    refresh_failures: int = 0
+    stale_served: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"calls": self.calls, "errors": self.errors, "coalesced": self.coalesced}
+        return {
+            "calls": self.calls,
+            "errors": self.errors,
+            "coalesced": self.coalesced,
+            "refreshes": self.refreshes,
+            "refreshFailures": self.refresh_failures,
+            "staleServed": self.stale_served,
+        }
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Storage backends: the :class:`Backend` protocol and its two built-in implementations."""
 
-from .base import Backend, BackendStats
+from .base import Backend, BackendStats, SupportsLock
 from .memory import MemoryBackend
 from .redis import RedisBackend
 
-__all__ = ["Backend", "BackendStats", "MemoryBackend", "RedisBackend"]
+__all__ = ["Backend", "BackendStats", "MemoryBackend", "RedisBackend", "SupportsLock"]

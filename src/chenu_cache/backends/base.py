@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Backend", "BackendStats"]
+__all__ = ["Backend", "BackendStats", "SupportsLock"]
 
 
 @dataclass(frozen=True)
@@ -104,4 +104,23 @@ class Backend(Protocol):
 
     async def close(self) -> None:
         """Release connections and resources; the backend is not used afterwards."""
+        ...
+
+
+@runtime_checkable
+class SupportsLock(Protocol):
+    """An optional ability: a lock shared by every process using the same store.
+
+    ``acquire_lock`` succeeds for one token at a time and the lock lapses after
+    ``ttl`` seconds, so a holder that dies does not block the others for ever;
+    ``release_lock`` releases it only if ``token`` still holds it. Lock keys live
+    apart from entries: scans never list them.
+    """
+
+    async def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
+        """Take the lock on ``key`` for ``ttl`` seconds; return whether it was free."""
+        ...
+
+    async def release_lock(self, key: str, token: str) -> bool:
+        """Release the lock on ``key`` if ``token`` holds it; return whether it did."""
         ...

@@ -34,6 +34,17 @@ few milliseconds across zones; a quarter of a second is far beyond that, yet sho
 enough that a caller stuck on a hung server notices little before the facade moves on.
 """
 
+LOCK_MARK = "!lock:"
+"""Physical keys of locks are ``prefix + LOCK_MARK + key``; scans leave them out."""
+
+# Compare-and-delete: a holder whose lock lapsed must not release its successor's.
+_RELEASE_LOCK = """
+if redis.call("get", KEYS[1]) == ARGV[1] then
+    return redis.call("del", KEYS[1])
+end
+return 0
+"""
+
 DEFAULT_CONNECT_TIMEOUT = 1.0
 DEFAULT_MAX_CONNECTIONS = 64
 _SCAN_BATCH = 500
@@ -158,6 +169,8 @@ class RedisBackend:
         self.max_connections = max_connections
         self._slots = _Slots(max_connections)
         self._glob_prefix = escape_glob(prefix)
+        self._lock_prefix = prefix + LOCK_MARK
+        self._release_lock = client.register_script(_RELEASE_LOCK)
         self._hits = 0
         self._misses = 0
 
@@ -292,12 +305,32 @@ class RedisBackend:
 
     def _strip(self, raw: Sequence[bytes | str]) -> list[str]:
         cut = len(self.prefix)
+        locks = self._lock_prefix
         keys = []
         for item in raw:
             text = item.decode("utf-8", "replace") if isinstance(item, bytes) else item
-            if len(text) > cut:  # the bare prefix is not one of our keys
+            # The bare prefix is not one of our keys, and locks are not entries.
+            if len(text) > cut and not text.startswith(locks):
                 keys.append(text[cut:])
         return keys
+
+    # -- locks (SupportsLock) --------------------------------------------------------
+
+    async def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
+        try:
+            async with self._slots:
+                taken = await self.client.set(self._lock_prefix + key, token, nx=True, px=_px(ttl))
+        except _ERRORS as exc:
+            self._fail(exc)
+        return bool(taken)
+
+    async def release_lock(self, key: str, token: str) -> bool:
+        try:
+            async with self._slots:
+                released = await self._release_lock(keys=[self._lock_prefix + key], args=[token])
+        except _ERRORS as exc:
+            self._fail(exc)
+        return bool(released)
 
     # -- housekeeping ----------------------------------------------------------------
 

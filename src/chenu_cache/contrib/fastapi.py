@@ -114,6 +114,9 @@ class LoaderCounters(BaseModel):
     calls: int
     errors: int
     coalesced: int
+    refreshes: int
+    refreshFailures: int
+    staleServed: int
 
 
 class StatsResponse(BaseModel):
