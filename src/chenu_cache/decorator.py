@@ -17,7 +17,7 @@ from uuid import UUID
 
 from typing_extensions import ParamSpec, Self
 
-from ._types import TTL
+from ._types import MISSING, TTL
 from .exceptions import CacheTypeError
 from .freshness import Freshness
 from .keys import validate_namespace
@@ -35,6 +35,7 @@ KeyBuilder = Callable[..., str]
 
 # Past this length, the argument part of a default key is replaced by a digest.
 _MAX_READABLE_ARGS = 160
+_MAX_MEMO = 4096  # remembered argument tuples per function; cleared when full
 
 
 def _mark_coroutine_function(obj: object) -> None:
@@ -63,6 +64,8 @@ class SupportsGetOrSet(Protocol):
     ) -> Any: ...
 
     async def invalidate(self, key: str, namespace: str | None = None) -> bool: ...
+
+    def get_nowait(self, key: str, namespace: str | None = None, default: Any = MISSING) -> Any: ...
 
 
 def _canonical(value: object) -> object:
@@ -186,6 +189,8 @@ class CachedFunction(Generic[P, R]):
         self._positional_only_call = simple
         self._arity = len(params)
         self._defaults = [p.default for p in params]
+        # A custom key_builder may read more than the arguments' values: never memoize it.
+        self._memo: dict[tuple[Any, ...], str] | None = {} if key_builder is None else None
 
     def _arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[object]:
         if not kwargs and self._positional_only_call and len(args) <= self._arity:
@@ -217,10 +222,35 @@ class CachedFunction(Generic[P, R]):
         return make_key(self._func_id, self._arguments(args, kwargs))
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        key = self.key(*args, **kwargs)
+        key = None
+        memo = self._memo
+        if memo is not None and not kwargs:
+            # Plain str/int arguments map to the same key every time: remember it.
+            # (Only those: 1, 1.0 and True are equal dict keys but different cache keys.)
+            basis = args[1:] if self._skip_first else args
+            if len(basis) == 1:
+                kind = type(basis[0])
+                plain = kind is str or kind is int
+            else:
+                plain = all(type(a) is str or type(a) is int for a in basis)
+            if plain:
+                key = memo.get(basis)
+                if key is None:
+                    key = self.key(*args, **kwargs)
+                    if len(memo) >= _MAX_MEMO:
+                        memo.clear()
+                    memo[basis] = key
+        if key is None:
+            key = self.key(*args, **kwargs)
+        cache = self._resolve_cache()
+        options = self._options
+        if not options:  # a hit in process memory needs no await at all
+            value = cache.get_nowait(key, self.namespace)
+            if value is not MISSING:
+                return cast(R, value)
         func = self._func
-        result = await self._resolve_cache().get_or_set(
-            key, lambda: func(*args, **kwargs), self.ttl, self.namespace, **self._options
+        result = await cache.get_or_set(
+            key, lambda: func(*args, **kwargs), self.ttl, self.namespace, **options
         )
         return cast(R, result)
 

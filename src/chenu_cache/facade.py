@@ -25,7 +25,7 @@ from typing import Any, TypeVar, overload
 from typing_extensions import ParamSpec, Self
 
 from ._glob import validate_pattern
-from ._types import TTL
+from ._types import MISSING, TTL
 from .backends.base import Backend, SupportsLock
 from .backends.memory import MemoryBackend
 from .backends.redis import DEFAULT_CONNECT_TIMEOUT, DEFAULT_OPERATION_TIMEOUT, RedisBackend
@@ -68,6 +68,7 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 _MAX_SCAN_COUNT = 10_000
+_MAX_RESOLVED = 8192  # remembered keys; cleared wholesale when full (cheap, rare)
 _ENVELOPE_BYTE = bytes((ENVELOPE_MAGIC,))
 _EXPIRED: Any = object()  # an entry past its TTL, still kept for serve-stale-on-error
 _STALE_RETRY = 1.0  # after a failed load, serve stale this long before trying again
@@ -144,10 +145,21 @@ class FallbackCache:
             serializer, compress_threshold=compress_threshold, max_value_size=max_value_size
         )
         self._decode_payload = self.codec.decode
+        # Hot-path shortcuts: the plain header and the serializer's loads, to decode
+        # the common entry (uncompressed, no envelope) without a call through the codec.
+        self._plain_header = self.codec.encode(None)[:3]
+        self._loads = self.codec.serializer.loads
+        # Validated keys with their namespace counters, so a repeated key costs one
+        # dict lookup instead of validation and namespace parsing.
+        self._resolved: dict[object, tuple[str, str | None, list[int]]] = {}
         self._fallback: Backend = (
             fallback
             if fallback is not None
             else MemoryBackend(max_entries=memory_max_entries, max_bytes=memory_max_bytes)
+        )
+        # The built-in memory tier can answer without an await.
+        self._get_nowait: Callable[[str], bytes | None] | None = (
+            self._fallback.get_nowait if isinstance(self._fallback, MemoryBackend) else None
         )
         if redis_url is not None:
             primary = self._redis_from_url(redis_url)
@@ -324,7 +336,21 @@ class FallbackCache:
         return self._decode_payload(data)
 
     def _key(self, key: str, namespace: str | None) -> str:
-        return qualify(key, namespace, self.max_key_length)
+        return self._resolve(key, namespace)[0]
+
+    def _resolve(self, key: object, namespace: str | None) -> tuple[str, str | None, list[int]]:
+        """Validated logical key, its namespace, and that namespace's counters."""
+        if type(key) is str and (namespace is None or type(namespace) is str):
+            entry = self._resolved.get(key if namespace is None else (namespace, key))
+            if entry is not None:
+                return entry
+        full = qualify(key, namespace, self.max_key_length)  # raises on bad input
+        ns = namespace if isinstance(namespace, str) else namespace_of(full)
+        entry = (full, ns, self._counters.slot(ns))
+        if len(self._resolved) >= _MAX_RESOLVED:
+            self._resolved.clear()
+        self._resolved[key if namespace is None else (namespace, key)] = entry
+        return entry
 
     def _undecodable(self, key: str, exc: DeserializationError) -> None:
         self._counters.decode_errors += 1
@@ -342,20 +368,53 @@ class FallbackCache:
         ``default=MISSING`` and compare with ``is MISSING``. Every call returns a fresh
         copy: mutating it never changes the cache.
         """
-        full = qualify(key, namespace, self.max_key_length)
-        ns = namespace if namespace is not None else namespace_of(full)
-        data = await self._read(full)
+        full, _, slot = self._resolve(key, namespace)
+        get_nowait = self._get_nowait
+        if get_nowait is not None and self._failover.active is self._fallback:
+            data = get_nowait(full)
+        else:
+            data = await self._read(full)
         if data is not None:
             try:
-                value = self._decode(data)
+                if data[:3] == self._plain_header:
+                    value = self._loads(data[3:])
+                else:
+                    value = self._decode(data)
             except DeserializationError as exc:
                 self._undecodable(full, exc)
             else:
                 if value is not _EXPIRED:
-                    self._counters.hit(ns)
+                    slot[0] += 1
                     return value
-        self._counters.miss(ns)
+        slot[1] += 1
         return default
+
+    def get_nowait(self, key: str, namespace: str | None = None, default: Any = MISSING) -> Any:
+        """The cached value if the in-process memory tier serves it right now, else ``default``.
+
+        Never waits and never does I/O: while Redis serves, or on a miss, or for an
+        entry stored compressed or with freshness metadata, it returns ``default`` and
+        the caller should ``await get(...)``. The decorator's hit path uses it.
+        """
+        get_nowait = self._get_nowait
+        if get_nowait is None or self._failover.active is not self._fallback:
+            return default
+        entry = None
+        if type(key) is str:
+            if namespace is None:
+                entry = self._resolved.get(key)
+            elif type(namespace) is str:
+                entry = self._resolved.get((namespace, key))
+        full, _, slot = entry if entry is not None else self._resolve(key, namespace)
+        data = get_nowait(full)
+        if data is None or data[:3] != self._plain_header:
+            return default
+        try:
+            value = self._loads(data[3:])
+        except DeserializationError:
+            return default
+        slot[0] += 1
+        return value
 
     async def get_many(self, keys: Iterable[str], namespace: str | None = None) -> dict[str, Any]:
         """The cached values of ``keys`` that are present, in one round trip.
@@ -363,11 +422,11 @@ class FallbackCache:
         Missing keys are absent from the result (a cached ``None`` is present).
         """
         requested = list(keys)
-        full = [self._key(k, namespace) for k in requested]
+        resolved = [self._resolve(k, namespace) for k in requested]
+        full = [logical for logical, _, _ in resolved]
         found = await self._route(lambda b: b.get_many(full))
         result: dict[str, Any] = {}
-        for key, logical, data in zip(requested, full, found, strict=True):
-            ns = namespace if namespace is not None else namespace_of(logical)
+        for key, (logical, _, slot), data in zip(requested, resolved, found, strict=True):
             if data is not None:
                 try:
                     value = self._decode(data)
@@ -376,9 +435,9 @@ class FallbackCache:
                 else:
                     if value is not _EXPIRED:
                         result[key] = value
-                        self._counters.hit(ns)
+                        slot[0] += 1
                         continue
-            self._counters.miss(ns)
+            slot[1] += 1
         return result
 
     async def ttl(self, key: str, namespace: str | None = None) -> float | None:
@@ -416,10 +475,8 @@ class FallbackCache:
         cannot encode raises :class:`~chenu_cache.exceptions.SerializationError` and
         nothing is written.
         """
-        full = qualify(key, namespace, self.max_key_length)
-        seconds = self.namespaces.resolve(
-            ttl, namespace if namespace is not None else namespace_of(full)
-        )
+        full, ns, _ = self._resolve(key, namespace)
+        seconds = self.namespaces.resolve(ttl, ns)
         await self._store(full, self.codec.encode(value), seconds)
 
     async def set_many(
@@ -428,8 +485,7 @@ class FallbackCache:
         """Cache several values in one round trip; all are encoded before any is written."""
         entries: list[tuple[str, bytes, float | None]] = []
         for key, value in items.items():
-            full = self._key(key, namespace)
-            ns = namespace if namespace is not None else namespace_of(full)
+            full, ns, _ = self._resolve(key, namespace)
             entries.append((full, self.codec.encode(value), self.namespaces.resolve(ttl, ns)))
         if not entries:
             return
@@ -469,26 +525,37 @@ class FallbackCache:
         answered with the last value), ``early_refresh`` (XFetch ``beta``), ``lock``
         (``True``, or the lock's TTL in seconds: one load across all processes).
         """
-        full = qualify(key, namespace, self.max_key_length)
-        ns = namespace if namespace is not None else namespace_of(full)
+        full, ns, slot = self._resolve(key, namespace)
         if ttl is not None:
             to_seconds(ttl, max_ttl=self.namespaces.max_ttl)
-        fresh = Freshness.build(refresh_after, stale_if_error, early_refresh, lock)
+        if refresh_after is not None or stale_if_error is not None or early_refresh is not None:
+            fresh = Freshness.build(refresh_after, stale_if_error, early_refresh, lock)
+        elif lock is not False:
+            fresh = Freshness.build(lock=lock)
+        else:
+            fresh = None
         if fresh is not None:
-            return await self._get_or_set_fresh(full, ns, factory, ttl, fresh)
+            return await self._get_or_set_fresh(full, ns, slot, factory, ttl, fresh)
         flights = self._flights
-        if full not in flights:  # while a load runs, reading the backend is pointless
-            data = await self._lookup(full)
+        if full not in flights.running:  # while a load runs, reading the backend is pointless
+            get_nowait = self._get_nowait
+            if get_nowait is not None and self._failover.active is self._fallback:
+                data = get_nowait(full)
+            else:
+                data = await self._lookup(full)
             if data is not None:
                 try:
-                    value = self._decode(data)
+                    if data[:3] == self._plain_header:
+                        value = self._loads(data[3:])
+                    else:
+                        value = self._decode(data)
                 except DeserializationError as exc:
                     self._undecodable(full, exc)
                 else:
                     if value is not _EXPIRED:
-                        self._counters.hit(ns)
+                        slot[0] += 1
                         return value
-        self._counters.miss(ns)
+        slot[1] += 1
         seconds = self.namespaces.resolve(ttl, ns)
         payload = await flights.run(full, lambda: self._load(full, factory, seconds, None))
         return self._decode_payload(payload)
@@ -505,6 +572,7 @@ class FallbackCache:
         self,
         full: str,
         ns: str | None,
+        slot: list[int],
         factory: Callable[[], Any],
         ttl: TTL,
         fresh: Freshness,
@@ -525,7 +593,7 @@ class FallbackCache:
                     if timing is None or now < timing.expires_at:
                         if timing is not None and self._due(now, timing, fresh):
                             self._refresh(full, factory, seconds, fresh)
-                        self._counters.hit(ns)
+                        slot[0] += 1
                         return value
                     window = fresh.stale_if_error
                     if window is not None and now <= timing.expires_at + window:
@@ -533,9 +601,9 @@ class FallbackCache:
                         if now < self._stale_retry.get(full, -math.inf):
                             # The loader failed moments ago: serve stale, retry later.
                             self._counters.stale_served += 1
-                            self._counters.hit(ns)
+                            slot[0] += 1
                             return stale
-        self._counters.miss(ns)
+        slot[1] += 1
         try:
             payload = await flights.run(full, lambda: self._load_for(full, factory, seconds, fresh))
         except Exception as exc:

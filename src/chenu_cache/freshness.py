@@ -47,6 +47,8 @@ class SingleFlight(Generic[T]):
 
     def __init__(self) -> None:
         self._flights: dict[str, asyncio.Task[T]] = {}
+        self.running = self._flights
+        """Keys with a load in flight (read-only for callers: ``key in running``)."""
         self.completed = 0
         self.joined = 0
         """Callers served by a load another caller started."""

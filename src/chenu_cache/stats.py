@@ -27,43 +27,48 @@ def _rate(hits: int, misses: int) -> float:
 
 
 class Counters:
-    """Plain integer counters; incrementing one is all the hit path pays."""
+    """Plain integer counters; incrementing one is all the hit path pays.
+
+    Hits and misses live in one ``[hits, misses]`` list per namespace, which callers
+    may keep (the facade caches it with each resolved key) and bump directly.
+    """
 
     __slots__ = (
         "decode_errors",
-        "hits",
         "loader_calls",
         "loader_errors",
-        "misses",
         "namespaces",
         "stale_served",
     )
 
     def __init__(self) -> None:
-        self.hits = 0
-        self.misses = 0
         self.loader_calls = 0
         self.loader_errors = 0
         self.decode_errors = 0
         self.stale_served = 0
-        # namespace -> [hits, misses]; a list, so one lookup serves both counters
         self.namespaces: dict[str, list[int]] = {}
 
-    def hit(self, namespace: str | None) -> None:
-        self.hits += 1
-        slot = self.namespaces.get(namespace or NO_NAMESPACE)
+    def slot(self, namespace: str | None) -> list[int]:
+        """The ``[hits, misses]`` counters of ``namespace`` (``None``: no namespace)."""
+        name = namespace or NO_NAMESPACE
+        slot = self.namespaces.get(name)
         if slot is None:
-            self.namespaces[namespace or NO_NAMESPACE] = [1, 0]
-        else:
-            slot[0] += 1
+            slot = self.namespaces[name] = [0, 0]
+        return slot
+
+    def hit(self, namespace: str | None) -> None:
+        self.slot(namespace)[0] += 1
 
     def miss(self, namespace: str | None) -> None:
-        self.misses += 1
-        slot = self.namespaces.get(namespace or NO_NAMESPACE)
-        if slot is None:
-            self.namespaces[namespace or NO_NAMESPACE] = [0, 1]
-        else:
-            slot[1] += 1
+        self.slot(namespace)[1] += 1
+
+    @property
+    def hits(self) -> int:
+        return sum(slot[0] for slot in self.namespaces.values())
+
+    @property
+    def misses(self) -> int:
+        return sum(slot[1] for slot in self.namespaces.values())
 
 
 @dataclass(frozen=True)

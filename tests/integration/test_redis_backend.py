@@ -187,3 +187,46 @@ async def test_no_expiry_entry_has_no_ttl(
     await redis_backend.set("k", b"v", None)
     assert await raw.pttl(f"{prefix}k") == -1
     assert await redis_backend.ttl("k") == math.inf
+
+
+async def test_concurrent_gets_become_mget_and_a_lone_get_stays_get(
+    redis_backend: RedisBackend, raw: redis_asyncio.Redis
+) -> None:
+    await redis_backend.set_many([(f"k{i}", str(i).encode(), None) for i in range(200)])
+    await raw.config_resetstat()
+    for i in range(10):
+        assert await redis_backend.get(f"k{i}") == str(i).encode()
+    stats = await raw.info("commandstats")
+    assert stats["cmdstat_get"]["calls"] == 10
+    assert "cmdstat_mget" not in stats
+    await raw.config_resetstat()
+    results = await asyncio.gather(*(redis_backend.get(f"k{i}") for i in range(200)))
+    assert results == [str(i).encode() for i in range(200)]
+    stats = await raw.info("commandstats")
+    assert stats["cmdstat_mget"]["calls"] >= 1
+    assert stats["cmdstat_get"]["calls"] + stats["cmdstat_mget"]["calls"] < 20
+
+
+async def test_concurrent_sets_become_one_pipeline(
+    redis_backend: RedisBackend, raw: redis_asyncio.Redis, prefix: str
+) -> None:
+    await asyncio.gather(
+        *(redis_backend.set(f"s{i}", b"v", 60 if i % 2 else None) for i in range(100))
+    )
+    assert await redis_backend.get_many([f"s{i}" for i in range(100)]) == [b"v"] * 100
+    assert await raw.pttl(f"{prefix}s1") > 0
+    assert await raw.pttl(f"{prefix}s0") == -1
+
+
+async def test_batching_can_be_turned_off(
+    redis_url: str, prefix: str, raw: redis_asyncio.Redis
+) -> None:
+    backend = RedisBackend(redis_url, prefix=prefix, batching=False)
+    try:
+        await raw.config_resetstat()
+        await asyncio.gather(*(backend.get(f"k{i}") for i in range(50)))
+        stats = await raw.info("commandstats")
+        assert stats["cmdstat_get"]["calls"] == 50
+        assert "cmdstat_mget" not in stats
+    finally:
+        await backend.close()

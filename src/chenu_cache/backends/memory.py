@@ -61,9 +61,10 @@ class MemoryBackend:
     # -- reads -----------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
-        return self._get(key)
+        return self.get_nowait(key)
 
-    def _get(self, key: str) -> bytes | None:
+    def get_nowait(self, key: str) -> bytes | None:
+        """:meth:`get` without the coroutine: the store never has to wait."""
         entry = self._data.get(key)
         if entry is None:
             self._misses += 1
@@ -79,7 +80,7 @@ class MemoryBackend:
         return entry[0]
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        return [self._get(key) for key in keys]
+        return [self.get_nowait(key) for key in keys]
 
     async def ttl(self, key: str) -> float | None:
         entry = self._live(key)

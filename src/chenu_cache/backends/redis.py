@@ -22,6 +22,7 @@ from ..exceptions import (
     BackendUnavailableError,
     ConfigurationError,
 )
+from ._batch import Batcher
 from .base import BackendStats
 
 __all__ = ["DEFAULT_OPERATION_TIMEOUT", "RedisBackend"]
@@ -107,9 +108,13 @@ class RedisBackend:
     facade's failover is the retry policy. A ready client keeps its own timeouts.
 
     At most ``max_connections`` commands run at once; more callers wait their turn
-    instead of failing. Every physical key starts with ``prefix`` (default
-    ``"chenu:"``); scans and deletes use ``SCAN MATCH`` and ``UNLINK`` under it and
-    never ``KEYS`` or ``FLUSHDB``, so other data in the same database is never touched.
+    instead of failing. With ``batching`` (the default), concurrent ``get`` calls are
+    coalesced into one ``MGET`` and concurrent ``set`` calls into one pipeline, while a
+    lone call is sent at once; results and errors stay per call.
+
+    Every physical key starts with ``prefix`` (default ``"chenu:"``); scans and deletes
+    use ``SCAN MATCH`` and ``UNLINK`` under it and never ``KEYS`` or ``FLUSHDB``, so
+    other data in the same database is never touched.
     """
 
     name = "redis"
@@ -123,6 +128,7 @@ class RedisBackend:
         operation_timeout: float = DEFAULT_OPERATION_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        batching: bool = True,
         **connection_options: Any,
     ) -> None:
         if (url is None) == (client is None):
@@ -173,6 +179,13 @@ class RedisBackend:
         self._release_lock = client.register_script(_RELEASE_LOCK)
         self._hits = 0
         self._misses = 0
+        # Concurrent GETs become one MGET, concurrent SETs one pipeline; a lone call
+        # is sent as it is.
+        self._get_batcher: Batcher[str, bytes | None] | None = None
+        self._set_batcher: Batcher[tuple[str, bytes, float | None], None] | None = None
+        if batching:
+            self._get_batcher = Batcher(self._get_one, self._mget)
+            self._set_batcher = Batcher(self._set_one, self._set_batch)
 
     def _fail(self, exc: BaseException) -> NoReturn:
         self._slots.failures += 1
@@ -183,28 +196,48 @@ class RedisBackend:
     # -- reads -----------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
-        try:
-            async with self._slots:
-                value = cast("bytes | None", await self.client.get(self.prefix + key))
-        except _ERRORS as exc:
-            self._fail(exc)
+        batcher = self._get_batcher
+        if batcher is not None and batcher.busy:
+            value = await batcher.enqueue(key)
+        else:
+            # Alone on the wire: a plain GET, no batching tax (Batcher.submit, inlined).
+            if batcher is not None:
+                batcher.busy = True
+            try:
+                async with self._slots:
+                    value = cast("bytes | None", await self.client.get(self.prefix + key))
+            except _ERRORS as exc:
+                self._fail(exc)
+            finally:
+                if batcher is not None:
+                    batcher.done_alone()
         if value is None:
             self._misses += 1
         else:
             self._hits += 1
         return value
 
-    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        if not keys:
-            return []
+    async def _get_one(self, key: str) -> bytes | None:
+        try:
+            async with self._slots:
+                return cast("bytes | None", await self.client.get(self.prefix + key))
+        except _ERRORS as exc:
+            self._fail(exc)
+
+    async def _mget(self, keys: Sequence[str]) -> list[bytes | None]:
         prefix = self.prefix
         try:
             async with self._slots:
-                values = cast(
+                return cast(
                     "list[bytes | None]", await self.client.mget([prefix + k for k in keys])
                 )
         except _ERRORS as exc:
             self._fail(exc)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        values = await self._mget(keys)
         found = sum(1 for v in values if v is not None)
         self._hits += found
         self._misses += len(values) - found
@@ -225,6 +258,13 @@ class RedisBackend:
     # -- writes ----------------------------------------------------------------------
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        if self._set_batcher is not None:
+            await self._set_batcher.submit((key, value, ttl))
+        else:
+            await self._set_one((key, value, ttl))
+
+    async def _set_one(self, item: tuple[str, bytes, float | None]) -> None:
+        key, value, ttl = item
         try:
             async with self._slots:
                 if ttl is None:
@@ -233,6 +273,10 @@ class RedisBackend:
                     await self.client.set(self.prefix + key, value, px=_px(ttl))
         except _ERRORS as exc:
             self._fail(exc)
+
+    async def _set_batch(self, items: Sequence[tuple[str, bytes, float | None]]) -> list[None]:
+        await self.set_many(items)
+        return [None] * len(items)
 
     async def set_many(self, items: Sequence[tuple[str, bytes, float | None]]) -> None:
         if not items:
@@ -364,6 +408,9 @@ class RedisBackend:
         return time.perf_counter() - start
 
     async def close(self) -> None:
+        for batcher in (self._get_batcher, self._set_batcher):
+            if batcher is not None:
+                await batcher.close()
         if not self._owns_client:
             return
         try:
