@@ -52,3 +52,19 @@ def redis_oldest(session: nox.Session) -> None:
     """The oldest redis-py we admit."""
     session.install("-e", ".[test]", "redis==5.0.1")
     session.run("python", "-m", "pytest", "-q", *session.posargs)
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Benchmarks side by side with the peers; rewrites docs/benchmarks.md."""
+    session.install(
+        "-e",
+        ".[fast]",
+        "aiocache",
+        "cashews",
+        "fastapi-cache2",
+        "jinja2",  # fastapi-cache2 imports starlette's templating
+        "async-lru",
+    )
+    session.run("python", "-m", "benchmarks.run", *session.posargs)
+    session.run("python", "-m", "benchmarks.failover_latency", "--runs", "2")

@@ -369,11 +369,16 @@ class FallbackCache:
         copy: mutating it never changes the cache.
         """
         full, _, slot = self._resolve(key, namespace)
+        backend = self._failover.active
         get_nowait = self._get_nowait
-        if get_nowait is not None and self._failover.active is self._fallback:
+        if get_nowait is not None and backend is self._fallback:
             data = get_nowait(full)
         else:
-            data = await self._read(full)
+            try:  # _read(), inlined: this is the hit path
+                data = await backend.get(full)
+            except BackendError as exc:
+                await self._failover.failed(exc)
+                data = await self._fallback.get(full)
         if data is not None:
             try:
                 if data[:3] == self._plain_header:
@@ -538,11 +543,19 @@ class FallbackCache:
             return await self._get_or_set_fresh(full, ns, slot, factory, ttl, fresh)
         flights = self._flights
         if full not in flights.running:  # while a load runs, reading the backend is pointless
+            backend = self._failover.active
             get_nowait = self._get_nowait
-            if get_nowait is not None and self._failover.active is self._fallback:
+            if get_nowait is not None and backend is self._fallback:
                 data = get_nowait(full)
             else:
-                data = await self._lookup(full)
+                epoch = flights.completed
+                try:  # _lookup(), inlined: this is the hit path
+                    data = await backend.get(full)
+                except BackendError as exc:
+                    await self._failover.failed(exc)
+                    data = await self._fallback.get(full)
+                if data is None and flights.completed != epoch and full not in flights.running:
+                    data = await self._read(full)  # a load finished meanwhile: look again
             if data is not None:
                 try:
                     if data[:3] == self._plain_header:

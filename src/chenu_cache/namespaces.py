@@ -47,6 +47,9 @@ DEFAULT_NAMESPACES: Mapping[str, float] = MappingProxyType(
 
 def to_seconds(ttl: TTL, *, max_ttl: float = DEFAULT_MAX_TTL) -> float | NoExpiry | None:
     """Validate a TTL: seconds as ``float``, ``NO_EXPIRY``, or ``None`` ("not given")."""
+    kind = type(ttl)
+    if (kind is int or kind is float) and 0 < ttl <= max_ttl:  # type: ignore[operator]
+        return float(ttl)  # type: ignore[arg-type]  # the common case, checked cheaply
     if ttl is None or isinstance(ttl, NoExpiry):
         return ttl
     if isinstance(ttl, timedelta):

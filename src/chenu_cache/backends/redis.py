@@ -258,10 +258,24 @@ class RedisBackend:
     # -- writes ----------------------------------------------------------------------
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        if self._set_batcher is not None:
-            await self._set_batcher.submit((key, value, ttl))
-        else:
-            await self._set_one((key, value, ttl))
+        batcher = self._set_batcher
+        if batcher is not None and batcher.busy:
+            await batcher.enqueue((key, value, ttl))
+            return
+        # Alone on the wire: a plain SET (Batcher.submit, inlined).
+        if batcher is not None:
+            batcher.busy = True
+        try:
+            async with self._slots:
+                if ttl is None:
+                    await self.client.set(self.prefix + key, value)
+                else:
+                    await self.client.set(self.prefix + key, value, px=_px(ttl))
+        except _ERRORS as exc:
+            self._fail(exc)
+        finally:
+            if batcher is not None:
+                batcher.done_alone()
 
     async def _set_one(self, item: tuple[str, bytes, float | None]) -> None:
         key, value, ttl = item
