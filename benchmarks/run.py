@@ -580,7 +580,7 @@ noisy 2-core VM: compare ratios, not absolute numbers.
 
 ## Where the time goes
 
-Profiled with cProfile and pyinstrument on this machine:
+Profiled with cProfile on this machine:
 
 - **Memory get-hit** (about 0.7 µs): creating and awaiting the `get` coroutine (~0.15 µs,
   the floor pays it too); resolving the key (one dict lookup: validated keys are
