@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import glob
+import os
+
 import nox
+
+# pyenv installs each Python in its own directory and exposes only the selected one;
+# put them all on PATH so that sessions find python3.10 ... python3.13.
+_pyenv = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+for _bin in sorted(glob.glob(f"{_pyenv}/versions/3.1[0-9]*/bin"), reverse=True):
+    if _bin not in os.environ.get("PATH", ""):
+        os.environ["PATH"] = f"{os.environ.get('PATH', '')}{os.pathsep}{_bin}"
 
 nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["lint", "mypy", "tests", "import_minimal"]
@@ -26,10 +36,36 @@ def mypy(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHONS)
-def tests(session: nox.Session) -> None:
-    """The whole suite against a real redis-server, with the `fast` extra."""
-    session.install("-e", ".[test,fast]")
+@nox.parametrize("extras", ["test,fast", "test"])
+def tests(session: nox.Session, extras: str) -> None:
+    """The whole suite against a real redis-server, with and without the `fast` extra."""
+    session.install("-e", f".[{extras}]")
     session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python=["3.10", "3.13"])
+def wheel(session: nox.Session) -> None:
+    """Build the wheel and sdist, install the wheel (not the source tree), run the suite."""
+    session.install("build")
+    dist = session.create_tmp()
+    session.run("python", "-m", "build", "--outdir", dist, external=False)
+    wheels = [p for p in os.listdir(dist) if p.endswith(".whl")]
+    session.install(f"{dist}/{wheels[0]}[test,fast]")
+    session.run(
+        "python",
+        "-c",
+        "import chenu_cache, sys; "
+        "assert 'site-packages' in chenu_cache.__file__, chenu_cache.__file__; "
+        "print('testing the installed wheel:', chenu_cache.__file__)",
+    )
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """The documentation site, built with --strict (any warning fails)."""
+    session.install("-e", ".[docs,fastapi]")
+    session.run("mkdocs", "build", "--strict", "--site-dir", session.create_tmp() + "/site")
 
 
 @nox.session(python="3.11")

@@ -1,17 +1,23 @@
-"""``python -m chenu_cache``: a walkthrough of the library, runnable with no set-up."""
+"""``python -m chenu_cache``: a walkthrough (``demo``) and inspection of a running cache."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import math
+import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from . import __version__
-from .exceptions import CacheError
-from .facade import FallbackCache
+from ._types import MISSING
+from .backends.redis import RedisBackend
+from .exceptions import BackendError, CacheError, ConfigurationError
+from .facade import ENV_REDIS_URL, FallbackCache
 
 DEMO_PREFIX = "chenu-demo:"
 
@@ -91,6 +97,126 @@ async def _demo(redis_url: str | None) -> int:
     return 0
 
 
+class _Unreachable(Exception):
+    """Redis did not answer an inspection command (exit status 1, no traceback)."""
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, fit for a message."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _url(args: argparse.Namespace) -> str:
+    url: str | None = args.redis_url or os.environ.get(ENV_REDIS_URL)
+    if not url:
+        raise ConfigurationError(f"no Redis URL: pass --redis-url or set {ENV_REDIS_URL}")
+    return url
+
+
+async def _connected(args: argparse.Namespace) -> FallbackCache:
+    """A cache on the Redis of ``args``, checked to answer (no silent memory fallback)."""
+    url = _url(args)
+    backend = RedisBackend(url, prefix=args.prefix, operation_timeout=args.timeout)
+    try:
+        await backend.ping()
+    except BackendError as exc:
+        await backend.close()
+        raise _Unreachable(f"Redis at {_redact(url)} does not answer: {exc}") from None
+    return FallbackCache(primary=backend, prefix=args.prefix, read_env=False)
+
+
+async def _health(args: argparse.Namespace) -> int:
+    url = _url(args)
+    backend = RedisBackend(url, prefix=args.prefix, operation_timeout=args.timeout)
+    try:
+        latency = await backend.ping()
+        report = {"redis": _redact(url), "reachable": True, "latencyMs": round(latency * 1e3, 3)}
+    except BackendError as exc:
+        report = {"redis": _redact(url), "reachable": False, "error": str(exc)}
+    finally:
+        await backend.close()
+    print(json.dumps(report, indent=2))
+    return 0 if report["reachable"] else 1
+
+
+async def _stats(args: argparse.Namespace) -> int:
+    cache = await _connected(args)
+    try:
+        stats = (await cache.get_statistics()).to_dict()
+        per_namespace: dict[str, int] = {}
+        entries, cursor, capped = 0, 0, False
+        while True:
+            cursor, keys = await cache.scan("*", cursor, 1000)
+            for key in keys:
+                namespace = key.partition(":")[0] if ":" in key else "(none)"
+                per_namespace[namespace] = per_namespace.get(namespace, 0) + 1
+            entries += len(keys)
+            if cursor == 0:
+                break
+            if entries >= args.max_scan:
+                capped = True
+                break
+        report = {
+            "prefix": args.prefix,
+            "usedMemory": stats["redis"]["usedMemory"],
+            "connectedClients": stats["redis"]["connectedClients"],
+            "entries": entries,
+            "entriesCapped": capped,
+            "namespaces": dict(sorted(per_namespace.items())),
+        }
+        print(json.dumps(report, indent=2))
+    finally:
+        await cache.close()
+    return 0
+
+
+async def _keys(args: argparse.Namespace) -> int:
+    cache = await _connected(args)
+    try:
+        shown, cursor = 0, 0
+        while shown < args.limit:
+            cursor, keys = await cache.scan(args.pattern, cursor, min(1000, args.limit))
+            for key in keys[: args.limit - shown]:
+                print(key)
+            shown += min(len(keys), args.limit - shown)
+            if cursor == 0:
+                break
+    finally:
+        await cache.close()
+    return 0
+
+
+async def _get(args: argparse.Namespace) -> int:
+    cache = await _connected(args)
+    try:
+        value = await cache.get(args.key, namespace=args.namespace, default=MISSING)
+        if value is MISSING:
+            print(f"not found: {args.key}", file=sys.stderr)
+            return 1
+        ttl = await cache.ttl(args.key, namespace=args.namespace)
+        remaining = None if ttl is None or math.isinf(ttl) else round(ttl, 3)
+        print(
+            json.dumps({"key": args.key, "ttl": remaining, "value": value}, indent=2, default=repr)
+        )
+    finally:
+        await cache.close()
+    return 0
+
+
+def _inspection(commands: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    command: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
+    command.add_argument("--redis-url", help=f"the Redis to inspect (default: ${ENV_REDIS_URL})")
+    command.add_argument("--prefix", default="chenu:", help="the cache's key prefix")
+    command.add_argument(
+        "--timeout", type=float, default=2.0, help="seconds to wait for Redis (default 2)"
+    )
+    return command
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m chenu_cache",
@@ -105,6 +231,15 @@ def _parser() -> argparse.ArgumentParser:
         f"invalidation and statistics. Keys live under the prefix {DEMO_PREFIX!r}.",
     )
     demo.add_argument("--redis-url", help="run on this Redis (redis://, rediss://, unix://)")
+    _inspection(commands, "health", "is the Redis reachable, and how fast does it answer")
+    stats = _inspection(commands, "stats", "memory, clients and entries per namespace")
+    stats.add_argument("--max-scan", type=int, default=100_000, help="stop counting here")
+    keys = _inspection(commands, "keys", "list keys matching a Redis glob (logical keys)")
+    keys.add_argument("pattern", nargs="?", default="*", help="glob, e.g. 'user:*'")
+    keys.add_argument("--limit", type=int, default=100, help="at most this many (100)")
+    get = _inspection(commands, "get", "print a key's value and remaining TTL as JSON")
+    get.add_argument("key")
+    get.add_argument("--namespace", help="the key's namespace, if not written in the key")
     return parser
 
 
@@ -114,9 +249,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    commands = {"demo": lambda: _demo(args.redis_url), "health": lambda: _health(args)}
+    commands.update(stats=lambda: _stats(args), keys=lambda: _keys(args), get=lambda: _get(args))
     try:
-        if args.command == "demo":
-            return asyncio.run(_demo(args.redis_url))
+        return asyncio.run(commands[args.command]())
+    except _Unreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except CacheError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -124,4 +263,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # output piped into `head`, say
         return 0
-    parser.error(f"unknown command {args.command!r}")  # exits with status 2

@@ -61,8 +61,8 @@ def cache(
     - ``key_builder``: called with the function's own arguments, returns the key;
       default: the function's import path and its arguments as canonical JSON.
     - ``refresh_after``, ``stale_if_error``, ``early_refresh``, ``lock``: the freshness
-      options of :meth:`FallbackCache.get_or_set`, same names and meaning.
-    - ``cache``: the :class:`FallbackCache` to use; default ``cache_service``.
+      options of `FallbackCache.get_or_set()`, same names and meaning.
+    - ``cache``: the `FallbackCache` to use; default ``cache_service``.
 
     The decorated function keeps its signature, gains ``await f.invalidate(...)``
     (same arguments as the call) and ``f.key(...)``. Decorating a function that is not

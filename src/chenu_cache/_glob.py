@@ -58,7 +58,7 @@ def is_literal(pattern: str) -> bool:
 def compile_glob(pattern: str) -> Callable[[str], bool]:
     """Return a predicate telling whether a key matches ``pattern`` under Redis rules.
 
-    The pattern must already have passed :func:`validate_pattern`.
+    The pattern must already have passed `validate_pattern()`.
     """
     return _compile(pattern)
 

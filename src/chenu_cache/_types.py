@@ -11,7 +11,7 @@ T = TypeVar("T")
 
 
 class NoExpiry(enum.Enum):
-    """Type of :data:`NO_EXPIRY`."""
+    """Type of `NO_EXPIRY`."""
 
     NO_EXPIRY = "NO_EXPIRY"
 
@@ -24,7 +24,7 @@ NO_EXPIRY: Final = NoExpiry.NO_EXPIRY
 
 
 class Missing(enum.Enum):
-    """Type of :data:`MISSING`: the answer for "no entry", distinct from a cached ``None``."""
+    """Type of `MISSING`: the answer for "no entry", distinct from a cached ``None``."""
 
     MISSING = "MISSING"
 
@@ -35,7 +35,7 @@ class Missing(enum.Enum):
 MISSING: Final = Missing.MISSING
 
 TTL: TypeAlias = float | int | timedelta | NoExpiry | None
-"""A time to live: seconds (``int``/``float``), a ``timedelta``, :data:`NO_EXPIRY`, or ``None``
+"""A time to live: seconds (``int``/``float``), a ``timedelta``, `NO_EXPIRY`, or ``None``
 for the namespace's or the instance's default."""
 
 Loader: TypeAlias = Callable[[], T | Awaitable[T]]

@@ -295,9 +295,11 @@ class BoundCachedMethod(Generic[P, R]):
         return await self._cached(self.__self__, *args, **kwargs)
 
     async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Drop the entry this call (on this instance) would read; return whether it existed."""
         return await self._cached.invalidate(self.__self__, *args, **kwargs)
 
     def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """The logical key (without namespace) that this call reads and writes."""
         return self._cached.key(self.__self__, *args, **kwargs)
 
 
@@ -306,7 +308,7 @@ def decorator_factory(
 ) -> Callable[[Callable[P, Awaitable[R]]], CachedFunction[P, R]]:
     """Build the decorator that ``cache(...)`` and ``FallbackCache.cached(...)`` return.
 
-    ``options`` are :class:`CachedFunction`'s keywords, validated here, at decoration.
+    ``options`` are `CachedFunction`'s keywords, validated here, at decoration.
     """
     namespace = options.get("namespace")
     if namespace is not None:

@@ -1,10 +1,10 @@
 """Every error chenu-cache raises on purpose.
 
-One family, rooted at :class:`CacheError`. Errors about the caller's input also
+One family, rooted at `CacheError`. Errors about the caller's input also
 subclass the builtin a Python programmer would reach for (``ValueError`` for a
 value out of bounds, ``TypeError`` for a value of the wrong kind), so existing
 ``except ValueError`` blocks keep working. Backend failures form their own branch,
-:class:`BackendError`, which the facade absorbs during failover.
+`BackendError`, which the facade absorbs during failover.
 
 This module imports nothing from the package.
 """

@@ -88,7 +88,7 @@ class FallbackCache:
     - ``default_ttl``: seconds for entries whose call and namespace name none
       (default one hour); ``namespaces``: extra or changed namespace TTLs.
     - ``serializer``, ``compress_threshold``, ``max_value_size``: how values are stored
-      (JSON by default; see :mod:`chenu_cache.serializers`).
+      (JSON by default; see `chenu_cache.serializers`).
     - ``operation_timeout``, ``connect_timeout``: per Redis command and connection.
     - ``outage_ttl_cap``, ``probe_interval``, ``probe_max_interval``,
       ``journal_max_keys``, ``on_transition``: failover behaviour (see the docs).
@@ -97,7 +97,7 @@ class FallbackCache:
       (``time.time`` and ``random.random``; inject fakes in tests).
 
     Operations never raise backend errors: when the primary fails they are served by
-    the fallback. They do raise typed :class:`~chenu_cache.exceptions.CacheError`
+    the fallback. They do raise typed `CacheError`
     subclasses for bad keys, namespaces, patterns, TTLs and values.
     """
 
@@ -209,7 +209,7 @@ class FallbackCache:
         With none of them the cache stays memory-only and says so once in the log.
         A Redis that cannot be reached does not make this raise: the cache starts on
         memory and switches to Redis when it answers. A malformed URL raises
-        :class:`~chenu_cache.exceptions.ConfigurationError`.
+        `ConfigurationError`.
         """
         url = redis_url
         if url is None and self._failover.primary is None and self.read_env:
@@ -477,7 +477,7 @@ class FallbackCache:
         """Cache ``value`` under ``key`` for ``ttl`` (else the namespace's, else the default).
 
         ``ttl`` is seconds, a ``timedelta``, or ``NO_EXPIRY``. A value the serializer
-        cannot encode raises :class:`~chenu_cache.exceptions.SerializationError` and
+        cannot encode raises `SerializationError` and
         nothing is written.
         """
         full, ns, _ = self._resolve(key, namespace)
@@ -730,7 +730,7 @@ class FallbackCache:
         return await self._route(lambda b: b.delete(full), keys=(full,))
 
     async def delete(self, key: str, namespace: str | None = None) -> bool:
-        """Alias of :meth:`invalidate`."""
+        """Alias of `invalidate()`."""
         return await self.invalidate(key, namespace)
 
     async def delete_many(self, keys: Iterable[str], namespace: str | None = None) -> int:
@@ -785,7 +785,7 @@ class FallbackCache:
     ) -> Any:
         """``@cache.cached(ttl=..., namespace=..., ...)``: the decorator bound to this cache.
 
-        Takes the keywords of :func:`chenu_cache.cache` but ``cache=``.
+        Takes the keywords of `chenu_cache.cache()` but ``cache=``.
         """
         return bind_decorator(
             lambda: self,

@@ -5,7 +5,7 @@ to the fallback while a background probe retries the primary with capped, jitter
 exponential backoff), ``memory-only`` (no primary configured).
 
 While open, every key written or invalidated on the fallback, every pattern and every
-``clear()`` is recorded in a bounded :class:`Journal`. When the primary answers again,
+``clear()`` is recorded in a bounded `Journal`. When the primary answers again,
 the probe deletes all of them in the primary *before* switching back, then empties the
 fallback. So no caller of this process reads from the primary a value older than one
 it replaced or invalidated during the outage. If the journal overflowed, whole

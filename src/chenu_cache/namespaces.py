@@ -121,6 +121,7 @@ class NamespaceRegistry:
         return seconds
 
     def as_dict(self) -> dict[str, float | None]:
+        """A copy of the registry: namespace to TTL in seconds (``None``: no expiry)."""
         return dict(self._ttls)
 
     def __contains__(self, name: object) -> bool:

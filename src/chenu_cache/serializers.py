@@ -1,6 +1,6 @@
 """Turning values into the bytes a backend stores, and back.
 
-A :class:`Serializer` maps one value to bytes and back. The :class:`Codec` wraps it with
+A `Serializer` maps one value to bytes and back. The `Codec` wraps it with
 what every stored entry needs: a three-byte header (so foreign bytes and other formats
 are recognised instead of misread), optional compression above a size threshold, and a
 size limit. Backends never see anything but the codec's bytes.
@@ -55,9 +55,9 @@ class Serializer(Protocol):
     """Encodes one value to bytes and decodes it back.
 
     Contract: ``loads(dumps(v))`` equals ``v`` up to the serializer's documented type
-    mapping; ``dumps`` raises :class:`~chenu_cache.exceptions.SerializationError` naming the
+    mapping; ``dumps`` raises `SerializationError` naming the
     type it cannot encode, and ``loads`` raises
-    :class:`~chenu_cache.exceptions.DeserializationError` on bytes it did not produce.
+    `DeserializationError` on bytes it did not produce.
     ``format_id`` (0-255; 128-255 are left to third parties) is written into every
     entry's header so that a cache never decodes another format's bytes.
     """
@@ -72,7 +72,7 @@ class Serializer(Protocol):
         ...
 
     def loads(self, data: bytes) -> Any:
-        """Decode bytes made by :meth:`dumps`."""
+        """Decode bytes made by `dumps()`."""
         ...
 
 
@@ -87,12 +87,12 @@ def _refuse(value: object) -> object:
 _LONG_NUMBER = re.compile(r"(?:^|[\[:,])-?\d{19}")
 
 
-class JsonSerializer:
+class JsonSerializer(Serializer):
     """JSON, the default: readable by any client, and safe to read from a shared Redis.
 
     Accepts ``None``, ``bool``, ``int``, finite ``float``, ``str``, and ``list``, ``tuple``
     and ``dict`` of those (tuples come back as lists; non-``str`` dict keys as their
-    JSON string form, as with :func:`json.dumps`). Encoding always uses the standard
+    JSON string form, as with `json.dumps()`). Encoding always uses the standard
     library; with the ``fast`` extra, decoding uses orjson, and the results are the same.
     """
 
@@ -152,12 +152,12 @@ _PICKLE_CONTEXT = b"chenu-cache/pickle/v1\x00"
 _MIN_SECRET = 16
 
 
-class PickleSerializer:
+class PickleSerializer(Serializer):
     """Pickle, signed with HMAC-SHA256: for Python objects JSON cannot carry.
 
     Requires a secret of at least 16 bytes shared by every process that reads the
     cache. Data that is unsigned or whose signature does not verify is refused with
-    :class:`~chenu_cache.exceptions.SignatureError` before :mod:`pickle` sees it, so a
+    `SignatureError` before `pickle` sees it, so a
     value planted in Redis by anyone without the secret is never executed. Signatures
     are compared in constant time; the algorithm is fixed, never taken from the data.
     """
@@ -205,7 +205,7 @@ class Codec:
     ``compress_threshold``: serialized values longer than this many bytes are zlib
     compressed (kept only when smaller); ``None`` turns compression off.
     ``max_value_size``: serialized values longer than this are refused with
-    :class:`~chenu_cache.exceptions.ValueTooLargeError`; it also bounds decompression.
+    `ValueTooLargeError`; it also bounds decompression.
     """
 
     def __init__(
@@ -248,7 +248,7 @@ class Codec:
         return self._plain + payload
 
     def decode(self, data: bytes) -> Any:
-        """Deserialize stored bytes; raise :class:`DeserializationError` on foreign data."""
+        """Deserialize stored bytes; raise `DeserializationError` on foreign data."""
         head = data[:3]
         if head == self._plain:
             return self._loads(data[3:])

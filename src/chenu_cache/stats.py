@@ -78,6 +78,7 @@ class NamespaceStatistics:
 
     @property
     def hit_rate(self) -> float:
+        """Hits over lookups, rounded to 4 places; 0.0 before any lookup."""
         return _rate(self.hits, self.misses)
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,6 +98,7 @@ class RedisStatistics:
 
     @property
     def hit_rate(self) -> float:
+        """Hits over lookups, rounded to 4 places; 0.0 before any lookup."""
         return _rate(self.hits, self.misses)
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,6 +124,7 @@ class MemoryStatistics:
 
     @property
     def hit_rate(self) -> float:
+        """Hits over lookups, rounded to 4 places; 0.0 before any lookup."""
         return _rate(self.hits, self.misses)
 
     def to_dict(self) -> dict[str, Any]:
@@ -170,7 +173,7 @@ class FailoverStatistics:
 
 @dataclass(frozen=True)
 class CacheStatistics:
-    """A snapshot of the cache; :meth:`to_dict` gives the JSON the admin route serves."""
+    """A snapshot of the cache; `to_dict()` gives the JSON the admin route serves."""
 
     backend: str
     redis: RedisStatistics
@@ -184,9 +187,11 @@ class CacheStatistics:
 
     @property
     def hit_rate(self) -> float:
+        """Hits over lookups, rounded to 4 places; 0.0 before any lookup."""
         return _rate(self.hits, self.misses)
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of SPEC §7, as ``/cache/stats`` serves it (camelCase keys)."""
         failover = self.failover
         return {
             "backend": self.backend,
@@ -225,6 +230,7 @@ class HealthReport:
     redis_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON ``/cache/health`` serves (latency in milliseconds)."""
         latency = self.redis_latency
         return {
             "status": self.status,

@@ -1,4 +1,4 @@
-"""Storage backends: the :class:`Backend` protocol and its two built-in implementations."""
+"""Storage backends: the `Backend` protocol and its two built-in implementations."""
 
 from .base import Backend, BackendStats, SupportsLock
 from .memory import MemoryBackend

@@ -1,4 +1,4 @@
-"""The :class:`Backend` protocol: the storage primitives every tier provides."""
+"""The `Backend` protocol: the storage primitives every tier provides."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ class Backend(Protocol):
     * ``scan`` pages with an integer cursor: start at ``0``, stop when it returns ``0``.
       Every key present for the whole scan is returned at least once; a page may be
       empty before the end.
-    * Failures surface as :class:`~chenu_cache.exceptions.BackendError` subclasses and
+    * Failures surface as `BackendError` subclasses and
       nothing else; methods never block the event loop.
     """
 
@@ -59,7 +59,7 @@ class Backend(Protocol):
         ...
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        """Return one result per key, in order, as :meth:`get` would (one round trip)."""
+        """Return one result per key, in order, as `get()` would (one round trip)."""
         ...
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:

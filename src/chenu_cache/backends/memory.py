@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 from .._glob import compile_glob
 from ..exceptions import ConfigurationError, ValueTooLargeError
-from .base import BackendStats
+from .base import Backend, BackendStats
 
 __all__ = ["MemoryBackend"]
 
@@ -23,7 +23,7 @@ _Entry = tuple[bytes, "float | None", int]
 _SWEEP_PER_WRITE = 32
 
 
-class MemoryBackend:
+class MemoryBackend(Backend):
     """LRU cache of bytes with per-entry TTL, bounded by entries and optionally by bytes.
 
     Expiry is lazy (an expired entry is dropped when read) plus an amortised sweep: a
@@ -64,7 +64,7 @@ class MemoryBackend:
         return self.get_nowait(key)
 
     def get_nowait(self, key: str) -> bytes | None:
-        """:meth:`get` without the coroutine: the store never has to wait."""
+        """`get()` without the coroutine: the store never has to wait."""
         entry = self._data.get(key)
         if entry is None:
             self._misses += 1

@@ -23,7 +23,7 @@ from ..exceptions import (
     ConfigurationError,
 )
 from ._batch import Batcher
-from .base import BackendStats
+from .base import Backend, BackendStats, SupportsLock
 
 __all__ = ["DEFAULT_OPERATION_TIMEOUT", "RedisBackend"]
 
@@ -97,8 +97,8 @@ def _px(ttl: float) -> int:
     return max(1, math.ceil(ttl * 1000))
 
 
-class RedisBackend:
-    """Redis as a :class:`~chenu_cache.backends.base.Backend`, under a key prefix.
+class RedisBackend(Backend, SupportsLock):
+    """Redis as a `Backend`, under a key prefix.
 
     Build it from a URL (``redis://``, ``rediss://``, ``unix://``) or hand it a ready
     ``redis.asyncio.Redis`` client (``decode_responses`` must be off). Built from a URL,
