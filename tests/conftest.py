@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 import pytest
 
 from chenu_cache import FallbackCache, MemoryBackend, RedisBackend
+from tests.deployments import Cluster, SentinelSetup, cli_binary
 from tests.redis_server import RedisServer, ping, redis_server_binary
 
 REDIS_URL_ENV = "CHENU_CACHE_TEST_REDIS_URL"
@@ -64,6 +65,43 @@ def redis_url() -> Iterator[str]:
         yield fallback
         return
     _no_redis("no redis-server binary and nothing on 127.0.0.1:6379")
+
+
+@pytest.fixture(scope="session")
+def cluster_url(redis_server_binary_path: str) -> Iterator[str]:
+    """A 3-primary Redis Cluster started for the session."""
+    if cli_binary(redis_server_binary_path) is None:
+        _no_redis("redis-cli is needed to create a cluster")
+    cluster = Cluster(redis_server_binary_path)
+    try:
+        cluster.start()
+        yield cluster.url
+    finally:
+        cluster.close()
+
+
+@pytest.fixture(scope="session")
+def sentinel_url(redis_server_binary_path: str) -> Iterator[str]:
+    """A primary, a replica and three sentinels started for the session."""
+    setup = SentinelSetup(redis_server_binary_path)
+    try:
+        setup.start()
+        yield setup.url
+    finally:
+        setup.close()
+
+
+DEPLOYMENTS = {"redis": "redis_url", "cluster": "cluster_url", "sentinel": "sentinel_url"}
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    binary = redis_server_binary()
+    if binary is None:
+        return "redis server for the tests: none found"
+    import subprocess
+
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    return f"redis server for the tests: {binary} ({version.stdout.strip()})"
 
 
 @pytest.fixture
@@ -119,16 +157,16 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cluster", "sentinel"])
 async def any_cache(request: pytest.FixtureRequest, prefix: str) -> AsyncIterator[FallbackCache]:
-    """A FallbackCache on memory only, then on a real Redis: one test, both tiers."""
+    """A FallbackCache on memory only, then on a real Redis, a Cluster and Sentinel."""
     if request.param == "memory":
         cache = FallbackCache(read_env=False)
     else:
-        url: str = request.getfixturevalue("redis_url")
+        url: str = request.getfixturevalue(DEPLOYMENTS[request.param])
         cache = FallbackCache(redis_url=url, prefix=prefix)
     await cache.initialize()
-    assert cache.backend.name == request.param
+    assert cache.backend.name == ("memory" if request.param == "memory" else "redis")
     try:
         yield cache
     finally:

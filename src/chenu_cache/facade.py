@@ -91,7 +91,8 @@ class FallbackCache:
       (JSON by default; see `chenu_cache.serializers`).
     - ``operation_timeout``, ``connect_timeout``: per Redis command and connection.
     - ``outage_ttl_cap``, ``probe_interval``, ``probe_max_interval``,
-      ``journal_max_keys``, ``on_transition``: failover behaviour (see the docs).
+      ``journal_max_keys``, ``recent_window``, ``on_transition``: failover behaviour
+      (see the docs).
     - ``read_env``: let ``initialize()`` read ``CHENU_CACHE_REDIS_URL`` (default on).
     - ``clock``, ``rng``: the wall clock and random source of the freshness options
       (``time.time`` and ``random.random``; inject fakes in tests).
@@ -123,6 +124,7 @@ class FallbackCache:
         probe_interval: float = 0.25,
         probe_max_interval: float = 5.0,
         journal_max_keys: int = 10_000,
+        recent_window: float = 2.0,
         on_transition: Callable[[Transition], object] | None = None,
         read_env: bool = True,
         clock: Callable[[], float] = time.time,
@@ -170,6 +172,7 @@ class FallbackCache:
             probe_max_interval=probe_max_interval,
             outage_ttl_cap=outage_ttl_cap,
             journal_max_keys=journal_max_keys,
+            recent_window=recent_window,
             on_transition=on_transition,
         )
         self._flights: SingleFlight[bytes] = SingleFlight()
@@ -282,9 +285,11 @@ class FallbackCache:
             if backend is not self._fallback:
                 try:
                     await backend.set(key, data, ttl)
-                    return
                 except BackendError as exc:
                     await failover.failed(exc)
+                else:
+                    failover.remember(key)
+                    return
             if failover.gate is not None:  # a failback is finishing: wait, then re-route
                 await failover.gate.wait()
                 continue
@@ -307,9 +312,18 @@ class FallbackCache:
         backend = failover.active
         if backend is not self._fallback:
             try:
-                return await call(backend)
+                result = await call(backend)
             except BackendError as exc:
                 await failover.failed(exc)
+            else:
+                if everything:
+                    failover.remember(None)
+                elif pattern is not None:
+                    failover.remember(pattern, pattern=True)
+                else:
+                    for key in keys:
+                        failover.remember(key)
+                return result
         if failover.gate is not None and (keys or pattern is not None or everything):
             # A failback is finishing: a change must wait for it, then take the new route.
             await failover.gate.wait()

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -132,6 +133,7 @@ class Failover:
         probe_max_interval: float = 5.0,
         outage_ttl_cap: float | None = 60.0,
         journal_max_keys: int = 10_000,
+        recent_window: float = 2.0,
         on_transition: Callable[[Transition], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
@@ -145,6 +147,9 @@ class Failover:
         self.outage_ttl_cap = outage_ttl_cap
         self.on_transition = on_transition
         self.journal = Journal(max_keys=journal_max_keys)
+        self.recent_window = recent_window
+        # (when, key or pattern or None for "everything", is-a-pattern), newest last
+        self._recent: deque[tuple[float, str | None, bool]] = deque(maxlen=journal_max_keys)
         self._clock = clock
         self._rng = rng
         self._sleep = sleep
@@ -198,6 +203,7 @@ class Failover:
         if self.active is self.fallback or self.primary is None:
             return
         self.active = self.fallback
+        self._journal_recent()
         # Entries left from an earlier outage could be older than what the primary
         # holds now; the fallback must start empty. MemoryBackend clears without
         # suspending, so no call can read or write the fallback before this is done.
@@ -212,6 +218,31 @@ class Failover:
         )
         self._notify(Transition("failover", error=self.last_error))
         self._start_probe()
+
+    def remember(self, change: str | None, *, pattern: bool = False) -> None:
+        """Note a change the primary acknowledged (a key, a pattern, or ``None``: all).
+
+        A primary that fails may lose what it acknowledged last: a replica promoted
+        before it caught up, a restart before the append-only file was synced. Changes
+        from the last ``recent_window`` seconds before a failover are journaled too, so
+        that the failback deletes them and a lost invalidation cannot resurrect an
+        older value.
+        """
+        self._recent.append((self._clock(), change, pattern))
+
+    def _journal_recent(self) -> None:
+        horizon = self._clock() - self.recent_window
+        journal = self.journal
+        for at, change, pattern in self._recent:
+            if at < horizon:
+                continue
+            if change is None:
+                journal.add_everything()
+            elif pattern:
+                journal.add_pattern(change)
+            else:
+                journal.add_keys((change,))
+        self._recent.clear()
 
     async def check(self) -> bool:
         """Ping the primary now; on failure, fail over. Returns whether it answered."""

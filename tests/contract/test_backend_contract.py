@@ -6,12 +6,13 @@ A third-party backend can run this suite by adding a case to the ``harness`` fix
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
 
 from chenu_cache import Backend, BackendStats, MemoryBackend, RedisBackend
-from tests.conftest import FakeClock, eventually
+from tests.conftest import DEPLOYMENTS, FakeClock, eventually
 
 
 @dataclass
@@ -32,12 +33,20 @@ class Harness:
         await eventually(gone, timeout=ttl + 5)
 
 
-@pytest.fixture(params=["memory", "redis"])
-def harness(request: pytest.FixtureRequest, clock: FakeClock) -> Harness:
+@pytest.fixture(params=["memory", "redis", "cluster", "sentinel"])
+async def harness(
+    request: pytest.FixtureRequest, clock: FakeClock, prefix: str
+) -> AsyncIterator[Harness]:
     if request.param == "memory":
-        return Harness(MemoryBackend(clock=clock), clock)
-    backend: RedisBackend = request.getfixturevalue("redis_backend")
-    return Harness(backend, None)
+        yield Harness(MemoryBackend(clock=clock), clock)
+        return
+    url: str = request.getfixturevalue(DEPLOYMENTS[request.param])
+    backend = RedisBackend(url, prefix=prefix)
+    try:
+        yield Harness(backend, None)
+    finally:
+        await backend.clear()
+        await backend.close()
 
 
 async def test_satisfies_protocol(harness: Harness) -> None:

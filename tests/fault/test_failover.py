@@ -53,6 +53,9 @@ async def raw(server: RedisServer) -> AsyncIterator[redis_asyncio.Redis]:
 
 
 def make_cache(url: str, **options: Any) -> FallbackCache:
+    # The recent window would also replay what each test seeds right before its fault;
+    # these tests check the exact journal, and one test checks the window itself.
+    options.setdefault("recent_window", 0)
     options.setdefault("operation_timeout", OP_TIMEOUT)
     options.setdefault("probe_interval", 0.05)
     options.setdefault("probe_max_interval", 0.3)
@@ -414,3 +417,38 @@ async def test_queued_callers_do_not_pay_one_timeout_per_batch(
     finally:
         await cache.close()
         server.close()
+
+
+async def test_changes_acknowledged_just_before_a_failure_are_replayed(
+    server: RedisServer, raw: redis_asyncio.Redis
+) -> None:
+    # A primary may lose what it acknowledged last (a replica promoted before it caught
+    # up): the failback also deletes what changed in the last seconds before failover.
+    cache = make_cache(server.url, recent_window=30)
+    try:
+        await cache.initialize()
+        await raw.set(PREFIX + "fresh", json_bytes("older"))
+        await raw.set(PREFIX + "gone:1", json_bytes("older"))
+        await cache.set("fresh", "newer")
+        await cache.invalidate_pattern("gone:*")
+        # Simulate the loss: both acknowledged changes vanish, the older values return.
+        await raw.set(PREFIX + "fresh", json_bytes("older"))
+        await raw.set(PREFIX + "gone:1", json_bytes("older"))
+        server.pause()
+        try:
+            await cache.get("fresh")  # fails over
+            assert cache.backend.name == "memory"
+        finally:
+            server.resume()
+        await on_backend(cache, "redis")
+        assert await cache.get("fresh", default=MISSING) is MISSING  # never "older"
+        assert await cache.get("gone:1", default=MISSING) is MISSING
+    finally:
+        await cache.close()
+
+
+def json_bytes(value: str) -> bytes:
+    """Bytes as the cache stores a JSON string (header, then the JSON)."""
+    from chenu_cache import Codec
+
+    return Codec().encode(value)

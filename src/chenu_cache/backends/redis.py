@@ -8,9 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn, cast
 
-from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -23,6 +21,7 @@ from ..exceptions import (
     ConfigurationError,
 )
 from ._batch import Batcher
+from ._clients import client_from_url
 from .base import Backend, BackendStats, SupportsLock
 
 __all__ = ["DEFAULT_OPERATION_TIMEOUT", "RedisBackend"]
@@ -92,6 +91,43 @@ class _Slots:
 _ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
 
+def _decodes_responses(client: Any) -> bool:
+    get_encoder = getattr(client, "get_encoder", None)
+    if callable(get_encoder):
+        return bool(getattr(get_encoder(), "decode_responses", False))
+    pool = getattr(client, "connection_pool", None)
+    return bool(getattr(pool, "connection_kwargs", {}).get("decode_responses"))
+
+
+def _node_cursor(cursors: Any) -> int:
+    """A cluster SCAN on one node answers ``{node: cursor}``; older clients the cursor."""
+    if isinstance(cursors, dict):
+        return int(next(iter(cursors.values())))
+    return int(cursors)
+
+
+def _total(info: Any, field: str) -> int | None:
+    """A counter from INFO, summed over the nodes of a cluster's ``{node: info}`` reply."""
+    if not isinstance(info, dict):
+        return None
+    if field in info:
+        return int(info[field])
+    values = [int(v[field]) for v in info.values() if isinstance(v, dict) and field in v]
+    return sum(values) if values else None
+
+
+def _human(size: int | None) -> str | None:
+    """Bytes as Redis's used_memory_human writes them (``1.20M``)."""
+    if size is None:
+        return None
+    value = float(size)
+    for unit in ("B", "K", "M", "G"):
+        if value < 1024:
+            return f"{int(value)}B" if unit == "B" else f"{value:.2f}{unit}"
+        value /= 1024
+    return f"{value:.2f}T"
+
+
 def _px(ttl: float) -> int:
     # Round up: an entry must never expire before the TTL the caller asked for.
     return max(1, math.ceil(ttl * 1000))
@@ -123,7 +159,7 @@ class RedisBackend(Backend, SupportsLock):
         self,
         url: str | None = None,
         *,
-        client: Redis | None = None,
+        client: Redis | RedisCluster | None = None,
         prefix: str = "chenu:",
         operation_timeout: float = DEFAULT_OPERATION_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
@@ -149,29 +185,24 @@ class RedisBackend(Backend, SupportsLock):
         self._owns_client = client is None
         if client is None:
             assert url is not None
-            try:
-                pool = ConnectionPool.from_url(
-                    url,
-                    socket_timeout=operation_timeout,
-                    socket_connect_timeout=connect_timeout,
-                    retry=Retry(NoBackoff(), 0),
-                    max_connections=max_connections,
-                    health_check_interval=0,
-                    **connection_options,
-                )
-            except ValueError as exc:
-                raise ConfigurationError(f"invalid Redis URL: {exc}") from None
-            client = Redis(connection_pool=pool)
+            client = client_from_url(
+                url,
+                operation_timeout=operation_timeout,
+                connect_timeout=connect_timeout,
+                max_connections=max_connections,
+                options=dict(connection_options),
+            )
         else:
-            options = client.connection_pool.connection_kwargs
-            if options.get("decode_responses"):
+            if _decodes_responses(client):
                 raise ConfigurationError(
                     "the Redis client must not decode responses: the cache stores bytes"
                 )
-            pool_limit = getattr(client.connection_pool, "max_connections", None)
+            pool = getattr(client, "connection_pool", None)
+            pool_limit = getattr(pool, "max_connections", None)
             if isinstance(pool_limit, int) and pool_limit < max_connections:
                 max_connections = pool_limit
-        self.client = client
+        self.client: Redis | RedisCluster = client
+        self.cluster = isinstance(client, RedisCluster)
         self.max_connections = max_connections
         self._slots = _Slots(max_connections)
         self._glob_prefix = escape_glob(prefix)
@@ -226,11 +257,14 @@ class RedisBackend(Backend, SupportsLock):
 
     async def _mget(self, keys: Sequence[str]) -> list[bytes | None]:
         prefix = self.prefix
+        physical = [prefix + k for k in keys]
         try:
             async with self._slots:
-                return cast(
-                    "list[bytes | None]", await self.client.mget([prefix + k for k in keys])
-                )
+                if isinstance(self.client, RedisCluster):  # keys spread over slots
+                    values = await self.client.mget_nonatomic(physical)
+                else:
+                    values = await self.client.mget(physical)
+                return cast("list[bytes | None]", values)
         except _ERRORS as exc:
             self._fail(exc)
 
@@ -330,33 +364,64 @@ class RedisBackend(Backend, SupportsLock):
     # -- scanning --------------------------------------------------------------------
 
     async def scan(self, pattern: str, cursor: int = 0, count: int = 100) -> tuple[int, list[str]]:
+        match = self._glob_prefix + pattern
         try:
             async with self._slots:
-                next_cursor, raw = await self.client.scan(
-                    cursor=cursor, match=self._glob_prefix + pattern, count=count
-                )
+                if isinstance(self.client, RedisCluster):
+                    return await self._scan_cluster(self.client, match, cursor, count)
+                next_cursor, raw = await self.client.scan(cursor=cursor, match=match, count=count)
         except _ERRORS as exc:
             self._fail(exc)
         return int(next_cursor), self._strip(raw)
 
+    async def _scan_cluster(
+        self, client: RedisCluster, match: str, cursor: int, count: int
+    ) -> tuple[int, list[str]]:
+        # One cursor over every primary: node cursor * number of primaries + node index.
+        # A page comes from one node; the cursor moves to the next node when it is done.
+        primaries = sorted(client.get_primaries(), key=lambda node: node.name)
+        index, node_cursor = cursor % len(primaries), cursor // len(primaries)
+        cursors, raw = await client.scan(
+            cursor=node_cursor, match=match, count=count, target_nodes=primaries[index]
+        )
+        node_next = _node_cursor(cursors)
+        if node_next:
+            return node_next * len(primaries) + index, self._strip(raw)
+        return (index + 1 if index + 1 < len(primaries) else 0), self._strip(raw)
+
     async def delete_pattern(self, pattern: str) -> int:
         # SCAN pages and UNLINKs each page: the server never blocks on one long
-        # command, and UNLINK frees memory off the main thread.
+        # command, and UNLINK frees memory off the main thread. On a cluster, every
+        # primary is scanned, and redis-py splits each UNLINK by slot.
         match = self._glob_prefix + pattern
+        try:
+            if isinstance(self.client, RedisCluster):
+                removed = 0
+                for node in self.client.get_primaries():
+                    removed += await self._delete_on(match, node)
+                return removed
+            return await self._delete_on(match, None)
+        except _ERRORS as exc:
+            self._fail(exc)
+
+    async def _delete_on(self, match: str, node: Any) -> int:
         removed = 0
         cursor = 0
-        try:
-            while True:
-                async with self._slots:
+        while True:
+            async with self._slots:
+                if node is None:
                     cursor, raw = await self.client.scan(
                         cursor=cursor, match=match, count=_SCAN_BATCH
                     )
-                    if raw:
-                        removed += await self.client.unlink(*raw)
-                if not int(cursor):
-                    return removed
-        except _ERRORS as exc:
-            self._fail(exc)
+                else:
+                    cursors, raw = await self.client.scan(
+                        cursor=cursor, match=match, count=_SCAN_BATCH, target_nodes=node
+                    )
+                    cursor = _node_cursor(cursors)
+                if raw:
+                    removed += await self.client.unlink(*raw)
+            if not int(cursor):
+                return removed
 
     async def clear(self) -> int:
         return await self.delete_pattern("*")
@@ -395,22 +460,27 @@ class RedisBackend(Backend, SupportsLock):
     async def stats(self) -> BackendStats:
         try:
             async with self._slots:
-                pipe = self.client.pipeline(transaction=False)
-                pipe.info("memory")
-                pipe.info("clients")
-                memory, clients = await pipe.execute()
+                if isinstance(self.client, RedisCluster):
+                    primaries = self.client.get_primaries()
+                    memory = await self.client.info("memory", target_nodes=primaries)
+                    clients = await self.client.info("clients", target_nodes=primaries)
+                else:
+                    pipe = self.client.pipeline(transaction=False)
+                    pipe.info("memory")
+                    pipe.info("clients")
+                    memory, clients = await pipe.execute()
         except _ERRORS as exc:
             self._fail(exc)
-        return BackendStats(
-            name=self.name,
-            hits=self._hits,
-            misses=self._misses,
-            details={
-                "used_memory": memory.get("used_memory"),
-                "used_memory_human": memory.get("used_memory_human"),
-                "connected_clients": clients.get("connected_clients"),
-            },
-        )
+        used = _total(memory, "used_memory")
+        details: dict[str, object] = {
+            "used_memory": used,
+            "used_memory_human": _human(used),
+            "connected_clients": _total(clients, "connected_clients"),
+            "deployment": "cluster" if self.cluster else "single",
+        }
+        if self.cluster and isinstance(memory, dict) and "used_memory" not in memory:
+            details["nodes"] = len(memory)
+        return BackendStats(name=self.name, hits=self._hits, misses=self._misses, details=details)
 
     async def ping(self) -> float:
         start = time.perf_counter()
@@ -429,7 +499,13 @@ class RedisBackend(Backend, SupportsLock):
             return
         try:
             await self.client.aclose()
-            await self.client.connection_pool.disconnect()
+            if isinstance(self.client, Redis):
+                pool = self.client.connection_pool
+                await pool.disconnect()
+                # A Sentinel-made client also holds connections to the sentinels.
+                manager = getattr(pool, "sentinel_manager", None)
+                for sentinel in getattr(manager, "sentinels", ()):
+                    await sentinel.aclose()
         except _ERRORS:
             pass  # closing a dead connection has nothing left to release
 
