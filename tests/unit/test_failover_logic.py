@@ -146,7 +146,9 @@ async def test_jitter_spreads_between_half_and_all_of_the_delay() -> None:
 
 async def test_failed_replay_stays_on_memory_and_retries() -> None:
     primary = SwitchableBackend()
-    cache = FallbackCache(primary=primary, probe_interval=0.01, probe_max_interval=0.02)
+    cache = FallbackCache(
+        primary=primary, probe_interval=0.01, probe_max_interval=0.02, recent_window=0
+    )
     await cache.set("user:1", "old")
     primary.down = True
     await cache.set("user:1", "new")  # fails over; journaled
@@ -167,7 +169,9 @@ async def test_failed_replay_stays_on_memory_and_retries() -> None:
 
 async def test_writes_during_replay_are_replayed_too() -> None:
     primary = SwitchableBackend()
-    cache = FallbackCache(primary=primary, probe_interval=0.01, probe_max_interval=0.02)
+    cache = FallbackCache(
+        primary=primary, probe_interval=0.01, probe_max_interval=0.02, recent_window=0
+    )
     try:
         await cache.set("a", "old")
         await cache.set("b", "old")
@@ -198,7 +202,9 @@ async def test_writes_during_replay_are_replayed_too() -> None:
 
 async def test_failback_converges_under_steady_writes() -> None:
     primary = SwitchableBackend()
-    cache = FallbackCache(primary=primary, probe_interval=0.01, probe_max_interval=0.02)
+    cache = FallbackCache(
+        primary=primary, probe_interval=0.01, probe_max_interval=0.02, recent_window=0
+    )
     stop = asyncio.Event()
 
     async def writer(n: int) -> None:
