@@ -238,12 +238,26 @@ class SentinelSetup:
         _wait(switched, timeout, "the sentinel failover")
         return self.primary_port()
 
+    def wait_demoted(self, port: int, timeout: float = 30.0) -> float:
+        """Wait until the server on ``port`` reports itself a replica; return seconds."""
+        started = time.monotonic()
+
+        def demoted() -> bool:
+            try:
+                with redis.Redis(port=port, socket_timeout=1) as r:
+                    return bool(r.info("replication")["role"] == "slave")
+            except redis.RedisError:
+                return False
+
+        _wait(demoted, timeout, f"the old primary on {port} to become a replica")
+        return time.monotonic() - started
+
     def close(self) -> None:
         for proc in self._sentinels:
             if proc.poll() is None:
                 proc.terminate()
                 try:
-                    proc.wait(timeout=5)
+                    proc.wait(timeout=1)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(timeout=5)

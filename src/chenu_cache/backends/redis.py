@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, cast
 
 from redis.asyncio import Redis, RedisCluster
@@ -48,6 +48,7 @@ return 0
 DEFAULT_CONNECT_TIMEOUT = 1.0
 DEFAULT_MAX_CONNECTIONS = 64
 _SCAN_BATCH = 500
+_SENTINEL_CHECK = 1.0  # seconds between background checks of who the primary is
 
 
 def _translate(exc: BaseException) -> BackendError:
@@ -70,6 +71,7 @@ class _Slots:
     def __init__(self, n: int) -> None:
         self._semaphore = asyncio.Semaphore(n)
         self.failures = 0
+        self.after: Callable[[], None] | None = None  # runs after each successful command
 
     async def __aenter__(self) -> None:
         semaphore = self._semaphore
@@ -84,8 +86,10 @@ class _Slots:
                 "Redis failed while this call waited for a connection; not sent"
             )
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(self, exc_type: object, *exc_info: object) -> None:
         self._semaphore.release()
+        if exc_type is None and self.after is not None:
+            self.after()
 
 
 _ERRORS = (RedisError, OSError, asyncio.TimeoutError)
@@ -206,6 +210,19 @@ class RedisBackend(Backend, SupportsLock):
         self.max_connections = max_connections
         self._slots = _Slots(max_connections)
         self._glob_prefix = escape_glob(prefix)
+        # A Sentinel may promote a replica without any command failing here; the
+        # writes the old primary took last may then be lost. Seeing the primary's
+        # address change is treated as a failure, so the facade fails over and replays
+        # its recent changes on the new primary before using it.
+        self._sentinel_pool = getattr(client, "connection_pool", None)
+        if getattr(self._sentinel_pool, "sentinel_manager", None) is None:
+            self._sentinel_pool = None
+        self._primary_address: object = None
+        self._next_discovery = 0.0
+        self._drop_connections = False
+        self._discovery: asyncio.Task[None] | None = None
+        if self._sentinel_pool is not None:
+            self._slots.after = self._check_primary
         self._lock_prefix = prefix + LOCK_MARK
         self._release_lock = client.register_script(_RELEASE_LOCK)
         self._hits = 0
@@ -217,6 +234,34 @@ class RedisBackend(Backend, SupportsLock):
         if batching:
             self._get_batcher = Batcher(self._get_one, self._mget)
             self._set_batcher = Batcher(self._set_one, self._set_batch)
+
+    def _check_primary(self) -> None:
+        # At most once a second, ask the sentinels in the background who the primary
+        # is: after a manual failover the old primary accepts writes for a while, and
+        # nothing would fail here until it is demoted, its recent writes lost.
+        now = time.monotonic()
+        if now >= self._next_discovery and (self._discovery is None or self._discovery.done()):
+            self._next_discovery = now + _SENTINEL_CHECK
+            self._discovery = asyncio.get_running_loop().create_task(self._discover())
+        address = getattr(self._sentinel_pool, "master_address", None)
+        if address == self._primary_address or address is None:
+            return
+        first, self._primary_address = self._primary_address is None, address
+        if not first:
+            # Connections still open to the old primary would go on reading from it,
+            # demoted to a replica and serving its stale data: drop them all before
+            # the next ping lets the facade fail back.
+            self._drop_connections = True
+            raise BackendUnavailableError(
+                f"Sentinel promoted a new primary ({address}); replaying recent changes"
+            )
+
+    async def _discover(self) -> None:
+        pool: Any = self._sentinel_pool
+        try:
+            await asyncio.wait_for(pool.get_master_address(), self.operation_timeout * 4)
+        except Exception:
+            return
 
     def _fail(self, exc: BaseException) -> NoReturn:
         self._slots.failures += 1
@@ -483,15 +528,30 @@ class RedisBackend(Backend, SupportsLock):
         return BackendStats(name=self.name, hits=self._hits, misses=self._misses, details=details)
 
     async def ping(self) -> float:
+        if self._drop_connections and self._sentinel_pool is not None:
+            self._drop_connections = False
+            await self._sentinel_pool.disconnect(inuse_connections=True)
         start = time.perf_counter()
         try:
             async with self._slots:
-                await self.client.ping()
+                if isinstance(self.client, RedisCluster):
+                    # The cluster answers only if every primary does and every slot
+                    # is served: a failback to half a cluster would just fail again.
+                    await self.client.ping(target_nodes=RedisCluster.PRIMARIES)
+                    info = await self.client.cluster_info(target_nodes=RedisCluster.RANDOM)
+                    state = info.get("cluster_state") if isinstance(info, dict) else None
+                    if state not in (None, "ok", b"ok"):
+                        raise BackendUnavailableError(f"the cluster's state is {state!r}")
+                else:
+                    await self.client.ping()
         except _ERRORS as exc:
             self._fail(exc)
         return time.perf_counter() - start
 
     async def close(self) -> None:
+        if self._discovery is not None and not self._discovery.done():
+            self._discovery.cancel()
+            await asyncio.gather(self._discovery, return_exceptions=True)
         for batcher in (self._get_batcher, self._set_batcher):
             if batcher is not None:
                 await batcher.close()
