@@ -57,7 +57,9 @@ def _translate(exc: BaseException) -> BackendError:
         return BackendTimeoutError(f"Redis did not answer in time: {exc}")
     if isinstance(exc, (RedisConnectionError, OSError)):
         return BackendUnavailableError(f"Redis is unreachable: {exc}")
-    return BackendError(f"Redis failed: {type(exc).__name__}: {exc}")
+    if isinstance(exc, RedisError):
+        return BackendError(f"Redis failed: {type(exc).__name__}: {exc}")
+    return BackendError(f"the Redis client failed: {type(exc).__name__}: {exc}")
 
 
 class _Slots:
@@ -92,7 +94,11 @@ class _Slots:
             self.after()
 
 
-_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+# Everything a command can raise, not only RedisError: redis-py's own bugs surface as
+# AttributeError and the like (seen with 5.0.1 mid slot migration and after a Sentinel
+# switch), and a client that breaks is a backend that fails, for the facade to absorb.
+# Only this module's commands run inside these blocks; CancelledError is not caught.
+_ERRORS = (Exception,)
 
 
 def _decodes_responses(client: Any) -> bool:
@@ -424,6 +430,7 @@ class RedisBackend(Backend, SupportsLock):
     ) -> tuple[int, list[str]]:
         # One cursor over every primary: node cursor * number of primaries + node index.
         # A page comes from one node; the cursor moves to the next node when it is done.
+        await client.initialize()  # after aclose(), nodes must be fetched anew, not reused
         primaries = sorted(client.get_primaries(), key=lambda node: node.name)
         index, node_cursor = cursor % len(primaries), cursor // len(primaries)
         cursors, raw = await client.scan(
@@ -442,6 +449,7 @@ class RedisBackend(Backend, SupportsLock):
         try:
             if isinstance(self.client, RedisCluster):
                 removed = 0
+                await self.client.initialize()  # nodes of a closed client are stale
                 for node in self.client.get_primaries():
                     removed += await self._delete_on(match, node)
                 return removed
@@ -506,6 +514,7 @@ class RedisBackend(Backend, SupportsLock):
         try:
             async with self._slots:
                 if isinstance(self.client, RedisCluster):
+                    await self.client.initialize()
                     primaries = self.client.get_primaries()
                     memory = await self.client.info("memory", target_nodes=primaries)
                     clients = await self.client.info("clients", target_nodes=primaries)
