@@ -162,10 +162,10 @@ sentinel parallel-syncs {service} 1
 class SentinelSetup:
     """A primary, one replica, and three sentinels watching them as ``service``."""
 
-    service = "mymaster"
-
     def __init__(self, binary: str) -> None:
         self.binary = binary
+        # A name of its own: two deployments side by side must not be confused.
+        self.service = f"svc{free_port()}"
         self.primary = RedisServer(binary)
         self.replica = RedisServer(
             binary, extra_args=["--replicaof", "127.0.0.1", str(self.primary.port)]
@@ -199,7 +199,10 @@ class SentinelSetup:
             )
         for port in self.sentinel_ports:
             _wait(lambda port=port: ping("127.0.0.1", port), 10, f"sentinel on {port}")
-        _wait(self._ready, 30, "sentinels that agree on the primary and see the replica")
+        try:
+            _wait(self._ready, 60, "sentinels that agree on the primary and see the replica")
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}; state: {self._state()}") from None
         self.start_seconds = time.monotonic() - started
 
     def _ready(self) -> bool:
@@ -214,6 +217,24 @@ class SentinelSetup:
                 return bool(r.info("replication").get("master_link_status") == "up")
         except redis.RedisError:
             return False
+
+    def _state(self) -> object:
+        views = {}
+        for port in self.sentinel_ports:
+            try:
+                with redis.Redis(port=port, socket_timeout=1) as s:
+                    views[port] = {
+                        "replicas": len(s.execute_command("SENTINEL", "REPLICAS", self.service)),
+                        "sentinels": len(s.execute_command("SENTINEL", "SENTINELS", self.service)),
+                    }
+            except redis.RedisError as exc:
+                views[port] = repr(exc)
+        try:
+            with redis.Redis(port=self.replica.port, socket_timeout=1) as r:
+                views["replica_link"] = r.info("replication").get("master_link_status")
+        except redis.RedisError as exc:
+            views["replica_link"] = repr(exc)
+        return views
 
     def primary_port(self) -> int:
         with redis.Redis(port=self.sentinel_ports[0]) as s:
