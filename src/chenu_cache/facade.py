@@ -91,8 +91,8 @@ class FallbackCache:
       (JSON by default; see `chenu_cache.serializers`).
     - ``operation_timeout``, ``connect_timeout``: per Redis command and connection.
     - ``outage_ttl_cap``, ``probe_interval``, ``probe_max_interval``,
-      ``journal_max_keys``, ``recent_window``, ``on_transition``: failover behaviour
-      (see the docs).
+      ``journal_max_keys``, ``recent_window`` (default: 2 s, 10 s behind Sentinel),
+      ``on_transition``: failover behaviour (see the docs).
     - ``read_env``: let ``initialize()`` read ``CHENU_CACHE_REDIS_URL`` (default on).
     - ``clock``, ``rng``: the wall clock and random source of the freshness options
       (``time.time`` and ``random.random``; inject fakes in tests).
@@ -124,7 +124,7 @@ class FallbackCache:
         probe_interval: float = 0.25,
         probe_max_interval: float = 5.0,
         journal_max_keys: int = 10_000,
-        recent_window: float = 2.0,
+        recent_window: float | None = None,
         on_transition: Callable[[Transition], object] | None = None,
         read_env: bool = True,
         clock: Callable[[], float] = time.time,
@@ -165,6 +165,10 @@ class FallbackCache:
         )
         if redis_url is not None:
             primary = self._redis_from_url(redis_url)
+        self._recent_window_given = recent_window is not None
+        if recent_window is None:
+            # A backend may know its deployment needs more (RedisBackend behind Sentinel).
+            recent_window = float(getattr(primary, "recent_window", 2.0))
         self._failover = Failover(
             self._fallback,
             primary,
@@ -222,6 +226,8 @@ class FallbackCache:
             old = self._failover.primary
             self._failover.set_primary(new)
             self._primary_from_initialize = True
+            if not self._recent_window_given:
+                self._failover.recent_window = new.recent_window
             if old is not None:
                 await old.close()
         if self._failover.primary is None:

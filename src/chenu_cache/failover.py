@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -148,8 +149,11 @@ class Failover:
         self.on_transition = on_transition
         self.journal = Journal(max_keys=journal_max_keys)
         self.recent_window = recent_window
-        # (when, key or pattern or None for "everything", is-a-pattern), newest last
-        self._recent: deque[tuple[float, str | None, bool]] = deque(maxlen=journal_max_keys)
+        # (key, or pattern, or None for "everything"; is-a-pattern) -> when, newest last.
+        # One entry per distinct change, so a hot key does not crowd out the others.
+        self._recent: OrderedDict[tuple[str | None, bool], float] = OrderedDict()
+        self._recent_max = journal_max_keys
+        self._recent_dropped_at = -math.inf
         self._clock = clock
         self._rng = rng
         self._sleep = sleep
@@ -228,12 +232,22 @@ class Failover:
         that the failback deletes them and a lost invalidation cannot resurrect an
         older value.
         """
-        self._recent.append((self._clock(), change, pattern))
+        recent = self._recent
+        entry = (change, pattern)
+        recent[entry] = self._clock()
+        recent.move_to_end(entry)
+        if len(recent) > self._recent_max:
+            _, dropped_at = recent.popitem(last=False)
+            self._recent_dropped_at = max(self._recent_dropped_at, dropped_at)
 
     def _journal_recent(self) -> None:
         horizon = self._clock() - self.recent_window
         journal = self.journal
-        for at, change, pattern in self._recent:
+        if self._recent_dropped_at >= horizon:
+            # More distinct keys changed within the window than are remembered: the
+            # ones forgotten could be anywhere, so the failback invalidates everything.
+            journal.add_everything()
+        for (change, pattern), at in self._recent.items():
             if at < horizon:
                 continue
             if change is None:
@@ -243,6 +257,7 @@ class Failover:
             else:
                 journal.add_keys((change,))
         self._recent.clear()
+        self._recent_dropped_at = -math.inf
 
     async def check(self) -> bool:
         """Ping the primary now; on failure, fail over. Returns whether it answered."""

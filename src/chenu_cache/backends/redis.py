@@ -48,7 +48,7 @@ return 0
 DEFAULT_CONNECT_TIMEOUT = 1.0
 DEFAULT_MAX_CONNECTIONS = 64
 _SCAN_BATCH = 500
-_SENTINEL_CHECK = 1.0  # seconds between background checks of who the primary is
+_SENTINEL_CHECK = 0.5  # seconds between background checks of who the primary is
 
 
 def _translate(exc: BaseException) -> BackendError:
@@ -165,6 +165,14 @@ class RedisBackend(Backend, SupportsLock):
 
     name = "redis"
 
+    recent_window: float
+    """Seconds of acknowledged changes a failover should replay (see ``FallbackCache``).
+
+    2 s for one server or a Cluster; 10 s behind Sentinel, where the old primary keeps
+    taking writes from the promotion of its replica until the switch is announced and
+    seen, and then loses them.
+    """
+
     def __init__(
         self,
         url: str | None = None,
@@ -227,8 +235,10 @@ class RedisBackend(Backend, SupportsLock):
         self._next_discovery = 0.0
         self._drop_connections = False
         self._discovery: asyncio.Task[None] | None = None
+        self.recent_window = 2.0
         if self._sentinel_pool is not None:
             self._slots.after = self._check_primary
+            self.recent_window = 10.0
         self._lock_prefix = prefix + LOCK_MARK
         self._release_lock = client.register_script(_RELEASE_LOCK)
         self._hits = 0
@@ -268,6 +278,35 @@ class RedisBackend(Backend, SupportsLock):
             await asyncio.wait_for(pool.get_master_address(), self.operation_timeout * 4)
         except Exception:
             return
+
+    async def _agreed_primary(self, pool: Any) -> None:
+        """Fail unless every sentinel that answers names the same primary.
+
+        Right after a failover the sentinels disagree for a moment, and redis-py takes
+        the first answer it gets: connections would then go to both servers, writes to
+        one and reads from the other. Failing back only once they agree avoids that.
+        """
+        answers = set()
+        try:
+            for sentinel in pool.sentinel_manager.sentinels:
+                try:
+                    address = await asyncio.wait_for(
+                        sentinel.sentinel_get_master_addr_by_name(pool.service_name),
+                        self.operation_timeout,
+                    )
+                except Exception:  # noqa: S112 - a sentinel that cannot answer has no vote
+                    continue
+                if address:
+                    host = address[0]
+                    host = host.decode() if isinstance(host, bytes) else str(host)
+                    answers.add((host, int(address[1])))
+        except _ERRORS as exc:
+            self._fail(exc)
+        if len(answers) != 1:
+            raise BackendUnavailableError(f"the sentinels do not agree on a primary: {answers}")
+        agreed = answers.pop()
+        pool.master_address = agreed
+        self._primary_address = agreed
 
     def _fail(self, exc: BaseException) -> NoReturn:
         self._slots.failures += 1
@@ -538,6 +577,7 @@ class RedisBackend(Backend, SupportsLock):
 
     async def ping(self) -> float:
         if self._drop_connections and self._sentinel_pool is not None:
+            await self._agreed_primary(self._sentinel_pool)
             self._drop_connections = False
             await self._sentinel_pool.disconnect(inuse_connections=True)
         start = time.perf_counter()
