@@ -56,12 +56,6 @@ class Counters:
             slot = self.namespaces[name] = [0, 0]
         return slot
 
-    def hit(self, namespace: str | None) -> None:
-        self.slot(namespace)[0] += 1
-
-    def miss(self, namespace: str | None) -> None:
-        self.slot(namespace)[1] += 1
-
     @property
     def hits(self) -> int:
         return sum(slot[0] for slot in self.namespaces.values())

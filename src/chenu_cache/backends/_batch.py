@@ -52,9 +52,6 @@ class Batcher(Generic[I, R]):
                 self.done_alone()
         return await self.enqueue(item)
 
-    # A caller on a hot path may inline submit(): if not ``busy``, set it, send alone,
-    # then call done_alone(); else await enqueue(item). One coroutine frame less.
-
     def done_alone(self) -> None:
         """A lone call is answered: send what queued meanwhile, or go idle."""
         self._advance(linger=False)

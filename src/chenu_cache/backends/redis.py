@@ -318,20 +318,10 @@ class RedisBackend(Backend, SupportsLock):
 
     async def get(self, key: str) -> bytes | None:
         batcher = self._get_batcher
-        if batcher is not None and batcher.busy:
-            value = await batcher.enqueue(key)
+        if batcher is not None:
+            value = await batcher.submit(key)  # a lone call is sent as a plain GET
         else:
-            # Alone on the wire: a plain GET, no batching tax (Batcher.submit, inlined).
-            if batcher is not None:
-                batcher.busy = True
-            try:
-                async with self._slots:
-                    value = cast("bytes | None", await self.client.get(self.prefix + key))
-            except _ERRORS as exc:
-                self._fail(exc)
-            finally:
-                if batcher is not None:
-                    batcher.done_alone()
+            value = await self._get_one(key)
         if value is None:
             self._misses += 1
         else:
@@ -383,23 +373,10 @@ class RedisBackend(Backend, SupportsLock):
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
         batcher = self._set_batcher
-        if batcher is not None and batcher.busy:
-            await batcher.enqueue((key, value, ttl))
-            return
-        # Alone on the wire: a plain SET (Batcher.submit, inlined).
         if batcher is not None:
-            batcher.busy = True
-        try:
-            async with self._slots:
-                if ttl is None:
-                    await self.client.set(self.prefix + key, value)
-                else:
-                    await self.client.set(self.prefix + key, value, px=_px(ttl))
-        except _ERRORS as exc:
-            self._fail(exc)
-        finally:
-            if batcher is not None:
-                batcher.done_alone()
+            await batcher.submit((key, value, ttl))  # a lone call is sent as a plain SET
+        else:
+            await self._set_one((key, value, ttl))
 
     async def _set_one(self, item: tuple[str, bytes, float | None]) -> None:
         key, value, ttl = item
