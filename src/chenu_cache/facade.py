@@ -863,6 +863,7 @@ class FallbackCache:
             hits=counters.hits,
             misses=counters.misses,
             decode_errors=counters.decode_errors,
+            command_errors=counters.command_errors,
             namespaces={
                 name: NamespaceStatistics(hits=h, misses=m)
                 for name, (h, m) in counters.namespaces.items()

@@ -137,6 +137,7 @@ class Failover:
         recent_window: float = 2.0,
         on_transition: Callable[[Transition], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
@@ -166,6 +167,8 @@ class Failover:
         self.failbacks = 0
         self.errors = 0
         self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self._wall = wall_clock
         self.set_primary(primary)
 
     # -- state -----------------------------------------------------------------------
@@ -202,8 +205,7 @@ class Failover:
 
     async def failed(self, exc: BaseException) -> None:
         """The primary failed a call: switch to the fallback (once) and start probing."""
-        self.errors += 1
-        self.last_error = f"{type(exc).__name__}: {exc}"
+        self._note_error(exc)
         if self.active is self.fallback or self.primary is None:
             return
         self.active = self.fallback
@@ -222,6 +224,11 @@ class Failover:
         )
         self._notify(Transition("failover", error=self.last_error))
         self._start_probe()
+
+    def _note_error(self, exc: BaseException) -> None:
+        self.errors += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        self.last_error_at = self._wall()
 
     def remember(self, change: str | None, *, pattern: bool = False) -> None:
         """Note a change the primary acknowledged (a key, a pattern, or ``None``: all).
@@ -295,8 +302,7 @@ class Failover:
                 await primary.ping()
                 await self._replay(primary)
             except BackendError as exc:
-                self.errors += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                self._note_error(exc)
                 continue
             await self._fail_back(primary)
             return
@@ -377,4 +383,5 @@ class Failover:
             time_on_fallback=on_fallback,
             errors=self.errors,
             last_error=self.last_error,
+            last_error_at=self.last_error_at,
         )

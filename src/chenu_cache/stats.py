@@ -34,6 +34,7 @@ class Counters:
     """
 
     __slots__ = (
+        "command_errors",
         "decode_errors",
         "loader_calls",
         "loader_errors",
@@ -45,6 +46,7 @@ class Counters:
         self.loader_calls = 0
         self.loader_errors = 0
         self.decode_errors = 0
+        self.command_errors = 0
         self.stale_served = 0
         self.namespaces: dict[str, list[int]] = {}
 
@@ -163,6 +165,8 @@ class FailoverStatistics:
     time_on_fallback: float = 0.0
     errors: int = 0
     last_error: str | None = None
+    last_error_at: float | None = None
+    """Wall-clock time (``time.time()``) of ``last_error``; ``None`` before any error."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,7 @@ class CacheStatistics:
     hits: int = 0
     misses: int = 0
     decode_errors: int = 0
+    command_errors: int = 0
     namespaces: Mapping[str, NamespaceStatistics] = field(default_factory=dict)
     loader: LoaderStatistics = field(default_factory=lambda: LoaderStatistics(0, 0, 0))
     failover: FailoverStatistics = field(default_factory=FailoverStatistics)
@@ -201,7 +206,9 @@ class CacheStatistics:
             "breakerState": failover.state,
             "backendErrors": failover.errors,
             "lastBackendError": failover.last_error,
+            "lastBackendErrorAt": failover.last_error_at,
             "decodeErrors": self.decode_errors,
+            "commandErrors": self.command_errors,
             "namespaces": {name: ns.to_dict() for name, ns in sorted(self.namespaces.items())},
             "loader": self.loader.to_dict(),
         }
