@@ -8,7 +8,8 @@ import hashlib
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, is_dataclass
+from dataclasses import fields as dataclass_fields
+from dataclasses import is_dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import Enum
@@ -68,51 +69,107 @@ class SupportsGetOrSet(Protocol):
     def get_nowait(self, key: str, namespace: str | None = None, default: Any = MISSING) -> Any: ...
 
 
-def _canonical(value: object) -> object:
-    """JSON-compatible stand-in for an argument that JSON does not carry itself."""
+_PLAIN = (str, int, float, bool, type(None))
+_EXACT_TAGS: dict[type, str] = {
+    tuple: "@tuple",
+    set: "@set",
+    frozenset: "@frozenset",
+    datetime: "@datetime",
+    date: "@date",
+    time: "@time",
+    timedelta: "@timedelta",
+    UUID: "@uuid",
+    Decimal: "@decimal",
+    bytes: "@bytes",
+    bytearray: "@bytearray",
+}
+
+
+def _qualified(kind: type) -> str:
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _sort_key(item: object) -> str:
+    return _ENCODER.encode(item)
+
+
+def _tree(value: object) -> object:
+    """The argument as JSON data in which no two different arguments look alike.
+
+    JSON alone is not injective: ``{1: "a"}`` and ``{"1": "a"}`` both write
+    ``{"1":"a"}``, a tuple and a list both write an array, and an ``IntEnum`` writes as
+    its int. So every value JSON cannot tell apart is written as a one-key object whose
+    key starts with ``@`` (``{"@tuple": [1, 2]}``), and a user's own ``str`` dict key
+    that starts with ``@`` gets a second one, so it never reads as such a tag. Plain
+    str/int/float/bool/None, lists and str-keyed dicts stay as they are: readable.
+    """
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is list:
+        return [_tree(v) for v in cast("list[object]", value)]
+    if kind is dict:
+        items = cast("dict[Any, object]", value)
+        if all(type(k) is str for k in items):
+            return {("@" + k if k[:1] == "@" else k): _tree(v) for k, v in items.items()}
+        pairs = [[_tree(k), _tree(v)] for k, v in items.items()]
+        return {"@dict": sorted(pairs, key=lambda pair: _sort_key(pair[0]))}
     hook = getattr(value, "__cache_key__", None)
     if callable(hook):
-        return {"__key__": str(hook())}
+        return {"@key:" + _qualified(kind): str(hook())}
     if isinstance(value, Enum):
-        return {type(value).__qualname__: value.value}
-    if isinstance(value, (datetime, date, time)):
-        return {type(value).__name__: value.isoformat()}
-    if isinstance(value, (UUID, Decimal)):
-        return {type(value).__name__: str(value)}
-    if isinstance(value, timedelta):
-        return {"timedelta": value.total_seconds()}
-    if isinstance(value, (bytes, bytearray)):
-        return {"bytes": bytes(value).hex()}
-    if isinstance(value, (set, frozenset)):
-        return {"set": sorted(_ENCODER.encode(v) for v in value)}
+        return {"@enum:" + _qualified(kind): _tree(value.value)}
+    tag = _EXACT_TAGS.get(kind)
+    if tag is not None:
+        return {tag: _scalar(value)}
     if is_dataclass(value) and not isinstance(value, type):
-        return {type(value).__qualname__: asdict(value)}
+        fields = {f.name: getattr(value, f.name) for f in dataclass_fields(value)}
+        return {"@dataclass:" + _qualified(kind): _tree(fields)}
     model_dump = getattr(value, "model_dump", None)  # pydantic v2 models
     if callable(model_dump):
-        return {type(value).__qualname__: model_dump(mode="json")}
+        return {"@model:" + _qualified(kind): _tree(model_dump(mode="json"))}
+    bases: tuple[Any, ...] = (str, int, float, list, tuple, dict, set, frozenset)
+    for base in bases:
+        # A subclass (a NamedTuple, a str subclass) is equal to its base's values but
+        # is another argument: its type goes into the key.
+        if isinstance(value, base):
+            return {"@" + _qualified(kind): _tree(base(value))}
     raise CacheTypeError(
         f"cannot build a stable cache key from an argument of type "
-        f"{type(value).__module__}.{type(value).__qualname__}; give the decorator a "
-        "key_builder=, or define __cache_key__() on the type"
+        f"{_qualified(kind)}; give the decorator a key_builder=, or define "
+        "__cache_key__() on the type"
     )
 
 
-_ENCODER = json.JSONEncoder(
-    ensure_ascii=True, separators=(",", ":"), sort_keys=True, default=_canonical
-)
+def _scalar(value: object) -> object:
+    """The JSON form of a value of one of ``_EXACT_TAGS``' types."""
+    if isinstance(value, (tuple, list)):
+        return [_tree(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((_tree(v) for v in value), key=_sort_key)
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        # Exact: total_seconds() is a float and would merge neighbouring microseconds.
+        return [value.days, value.seconds, value.microseconds]
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).hex()
+    return str(value)  # UUID, Decimal (str keeps the exponent: 1.0 and 1.00 differ)
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), sort_keys=True)
 
 
 def make_key(func_id: str, arguments: list[object]) -> str:
     """The default key: the function's import path and its arguments as canonical JSON.
 
-    Stable across processes and runs (no ``hash()``, no ``repr`` with addresses). Long
+    Injective (two different argument lists never make one key; see `_tree`) and
+    stable across processes and runs (no ``hash()``, no ``repr`` with addresses). Long
     or whitespace-bearing argument lists are replaced by a SHA-256 digest.
     """
     try:
-        text = _ENCODER.encode(arguments)
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, CacheTypeError):
-            raise
+        text = _ENCODER.encode(_tree(arguments))
+    except (TypeError, ValueError, RecursionError) as exc:
         raise CacheTypeError(f"cannot build a stable cache key: {exc}") from exc
     if len(text) > _MAX_READABLE_ARGS or " " in text:
         text = "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:32]
