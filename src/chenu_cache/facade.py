@@ -30,7 +30,14 @@ from .backends.base import Backend, SupportsLock
 from .backends.memory import MemoryBackend
 from .backends.redis import DEFAULT_CONNECT_TIMEOUT, DEFAULT_OPERATION_TIMEOUT, RedisBackend
 from .decorator import CachedFunction, KeyBuilder, bind_decorator
-from .exceptions import BackendError, CacheTypeError, ConfigurationError, DeserializationError
+from .exceptions import (
+    BackendError,
+    CacheTypeError,
+    CommandRefusedError,
+    ConfigurationError,
+    DeserializationError,
+    ValidationError,
+)
 from .failover import Failover, Transition
 from .freshness import (
     ENVELOPE_MAGIC,
@@ -68,6 +75,7 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 _MAX_SCAN_COUNT = 10_000
+_MAX_CURSOR = 2**64  # Redis cursors are unsigned 64-bit
 _MAX_RESOLVED = 8192  # remembered keys; cleared wholesale when full (cheap, rare)
 _ENVELOPE_BYTE = bytes((ENVELOPE_MAGIC,))
 _EXPIRED: Any = object()  # an entry past its TTL, still kept for serve-stale-on-error
@@ -75,6 +83,13 @@ _STALE_RETRY = 1.0  # after a failed load, serve stale this long before trying a
 _MAX_STALE_KEYS = 10_000
 _LOCK_POLL_FIRST = 0.005  # a lock waiter looks for the holder's value after 5 ms ...
 _LOCK_POLL_MAX = 0.2  # ... doubling up to 200 ms: a few commands per second at most
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class FallbackCache:
@@ -179,6 +194,11 @@ class FallbackCache:
             recent_window=recent_window,
             on_transition=on_transition,
         )
+        # The memory tier's no-await read while it serves with no primary at all; None
+        # otherwise. Set at each switch, so a hit decides nothing per call.
+        self._memory_nowait: Callable[[str], bytes | None] | None = None
+        self._failover.on_switch = self._on_switch
+        self._on_switch()
         self._flights: SingleFlight[bytes] = SingleFlight()
         self._counters = Counters()
         self._said_memory_only = False
@@ -189,6 +209,10 @@ class FallbackCache:
         self._background = BackgroundTasks()
         self._stale_retry: dict[str, float] = {}
         self._stale_logged: set[str] = set()
+
+    def _on_switch(self) -> None:
+        memory_only = self._failover.primary is None
+        self._memory_nowait = self._get_nowait if memory_only else None
 
     def _redis_from_url(self, url: str) -> RedisBackend:
         return RedisBackend(url, **self._redis_options)
@@ -238,7 +262,9 @@ class FallbackCache:
                     ENV_REDIS_URL,
                 )
             return
-        await self._failover.check()
+        # During an outage (or after close()), what changed meanwhile is replayed on
+        # the primary before it serves: reconnecting never skips the journal.
+        await self._failover.recover()
 
     async def close(self) -> None:
         """Stop background work and release connections; ``initialize()`` may reopen.
@@ -276,12 +302,18 @@ class FallbackCache:
     # -- routing ---------------------------------------------------------------------
 
     async def _read(self, key: str) -> bytes | None:
-        backend = self._failover.active
-        if backend is not self._fallback:
+        failover = self._failover
+        backend = failover.active
+        if backend is self._fallback:
+            failover.ensure_probe()  # its loop may be gone (an earlier asyncio.run())
+        else:
             try:
                 return await backend.get(key)
             except BackendError as exc:
                 await self._failover.failed(exc)
+            except CommandRefusedError as exc:
+                self._refused(key, exc)
+                return None
         return await self._fallback.get(key)
 
     async def _store(self, key: str, data: bytes, ttl: float | None) -> None:
@@ -300,6 +332,7 @@ class FallbackCache:
                 await failover.gate.wait()
                 continue
             if failover.journaling:
+                failover.ensure_probe()
                 failover.journal.add_keys((key,))
                 ttl = failover.cap_ttl(ttl)
             await self._fallback.set(key, data, ttl)
@@ -335,6 +368,7 @@ class FallbackCache:
             await failover.gate.wait()
             return await self._route(call, keys=keys, pattern=pattern, everything=everything)
         if failover.journaling:
+            failover.ensure_probe()
             # Journaled before the fallback runs the call, so a failback that happens
             # meanwhile still replays it.
             journal = failover.journal
@@ -372,6 +406,12 @@ class FallbackCache:
         self._resolved[key if namespace is None else (namespace, key)] = entry
         return entry
 
+    def _refused(self, key: str, exc: CommandRefusedError) -> None:
+        """A read the server refused (``WRONGTYPE``, say): a miss, counted, logged once."""
+        self._counters.command_errors += 1
+        level = logging.WARNING if self._counters.command_errors == 1 else logging.DEBUG
+        logger.log(level, "chenu_cache: reading %r was refused (%s); treated as a miss", key, exc)
+
     def _undecodable(self, key: str, exc: DeserializationError) -> None:
         self._counters.decode_errors += 1
         level = logging.WARNING if self._counters.decode_errors == 1 else logging.DEBUG
@@ -389,16 +429,20 @@ class FallbackCache:
         copy: mutating it never changes the cache.
         """
         full, _, slot = self._resolve(key, namespace)
-        backend = self._failover.active
-        get_nowait = self._get_nowait
-        if get_nowait is not None and backend is self._fallback:
-            data = get_nowait(full)
+        nowait = self._memory_nowait
+        if nowait is not None:
+            data = nowait(full)
+        elif (backend := self._failover.active) is self._fallback:
+            data = await self._read(full)
         else:
             try:  # _read(), inlined: this is the hit path
                 data = await backend.get(full)
             except BackendError as exc:
                 await self._failover.failed(exc)
                 data = await self._fallback.get(full)
+            except CommandRefusedError as exc:
+                self._refused(full, exc)
+                data = None
         if data is not None:
             try:
                 if data[:3] == self._plain_header:
@@ -421,9 +465,13 @@ class FallbackCache:
         entry stored compressed or with freshness metadata, it returns ``default`` and
         the caller should ``await get(...)``. The decorator's hit path uses it.
         """
-        get_nowait = self._get_nowait
-        if get_nowait is None or self._failover.active is not self._fallback:
-            return default
+        get_nowait = self._memory_nowait
+        if get_nowait is None:
+            get_nowait = self._get_nowait
+            if get_nowait is None or self._failover.active is not self._fallback:
+                return default
+            if _running_loop() is not None:
+                self._failover.ensure_probe()
         entry = None
         if type(key) is str:
             if namespace is None:
@@ -449,7 +497,11 @@ class FallbackCache:
         requested = list(keys)
         resolved = [self._resolve(k, namespace) for k in requested]
         full = [logical for logical, _, _ in resolved]
-        found = await self._route(lambda b: b.get_many(full))
+        try:
+            found = await self._route(lambda b: b.get_many(full))
+        except CommandRefusedError as exc:
+            self._refused(",".join(full), exc)
+            found = [None] * len(full)
         result: dict[str, Any] = {}
         for key, (logical, _, slot), data in zip(requested, resolved, found, strict=True):
             if data is not None:
@@ -485,6 +537,8 @@ class FallbackCache:
         validate_pattern(pattern, max_length=self.max_key_length)
         if type(cursor) is not int or cursor < 0:
             raise CacheTypeError("cursor must be a non-negative int")
+        if cursor >= _MAX_CURSOR:
+            raise ValidationError(f"cursor {cursor} is out of range: a scan cursor is below 2**64")
         if type(count) is not int or not 1 <= count <= _MAX_SCAN_COUNT:
             raise CacheTypeError(f"count must be an int between 1 and {_MAX_SCAN_COUNT}")
         return await self._route(lambda b: b.scan(pattern, cursor, count))
@@ -564,9 +618,11 @@ class FallbackCache:
         flights = self._flights
         if full not in flights.running:  # while a load runs, reading the backend is pointless
             backend = self._failover.active
-            get_nowait = self._get_nowait
-            if get_nowait is not None and backend is self._fallback:
-                data = get_nowait(full)
+            nowait = self._memory_nowait
+            if nowait is not None:
+                data = nowait(full)
+            elif backend is self._fallback:
+                data = await self._read(full)
             else:
                 epoch = flights.completed
                 try:  # _lookup(), inlined: this is the hit path
@@ -574,6 +630,9 @@ class FallbackCache:
                 except BackendError as exc:
                     await self._failover.failed(exc)
                     data = await self._fallback.get(full)
+                except CommandRefusedError as exc:
+                    self._refused(full, exc)
+                    data = None
                 if data is None and flights.completed != epoch and full not in flights.running:
                     data = await self._read(full)  # a load finished meanwhile: look again
             if data is not None:
@@ -731,15 +790,18 @@ class FallbackCache:
             self._counters.loader_errors += 1
             raise
         data = self.codec.encode(value)
-        if fresh is None or not fresh.timed:
-            await self._store(key, data, ttl)
-            return data
-        now = self._clock()
-        stored = wrap(data, EntryTiming(now, ttl, max(0.0, now - started)))
-        physical = ttl
-        if ttl is not None and fresh.stale_if_error is not None:
-            physical = ttl + fresh.stale_if_error  # outlive expiry to be served on error
-        await self._store(key, stored, physical)
+        stored, physical = data, ttl
+        if fresh is not None and fresh.timed:
+            now = self._clock()
+            stored = wrap(data, EntryTiming(now, ttl, max(0.0, now - started)))
+            if ttl is not None and fresh.stale_if_error is not None:
+                physical = ttl + fresh.stale_if_error  # outlive expiry to be served on error
+        try:
+            await self._store(key, stored, physical)
+        except CommandRefusedError as exc:
+            # The caller asked to read: the value it waited for is the answer, whether
+            # or not the server would keep it.
+            self._refused(key, exc)
         return data
 
     # -- invalidation ----------------------------------------------------------------

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from ._glob import escape_glob
 from .backends.base import Backend
-from .exceptions import BackendError
+from .exceptions import BackendError, CacheError
 from .keys import NAMESPACE_SEPARATOR, namespace_of
 from .stats import FailoverStatistics
 
@@ -122,6 +122,13 @@ class Journal:
             await primary.delete_many(keys[start : start + _REPLAY_BATCH])
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class Failover:
     """Decides which backend serves calls, and brings the primary back consistently."""
 
@@ -159,6 +166,9 @@ class Failover:
         self._rng = rng
         self._sleep = sleep
         self._probe: asyncio.Task[None] | None = None
+        self._owed = False  # a primary was ever used: changes on the fallback are journaled
+        self.on_switch: Callable[[], object] | None = None
+        """Called, synchronously, whenever ``active`` or ``primary`` changes."""
         self.gate: asyncio.Event | None = None
         """Set while writers must wait: the last replay round before a failback."""
         self._outage_started: float | None = None
@@ -181,18 +191,39 @@ class Failover:
 
     @property
     def journaling(self) -> bool:
-        """Whether calls are being served by the fallback in place of a primary."""
-        return self.primary is not None and self.active is self.fallback
+        """Whether the fallback serves calls in place of a primary that must learn of them.
+
+        True during an outage, and also once a primary was dropped (``close()``): what
+        changes meanwhile is replayed on whichever primary comes next.
+        """
+        return self.active is self.fallback and (self.primary is not None or self._owed)
 
     def set_primary(self, primary: Backend | None) -> None:
-        """Use ``primary`` from now on (``None``: memory only); forgets any outage."""
+        """Use ``primary`` from now on (``None``: memory only).
+
+        Changes journaled on the fallback and not yet replayed are kept: a new primary
+        (the same server reconnected, or another) serves only after `recover()` or the
+        probe has deleted them from it. Until then the fallback serves, journaling.
+        """
         self._stop_probe()
+        owed = bool(self.journal) or self.journaling
         self.primary = primary
-        self.active = primary if primary is not None else self.fallback
-        self.journal.take()
-        if self._outage_started is not None:
-            self._fallback_seconds += self._clock() - self._outage_started
-            self._outage_started = None
+        self._owed = self._owed or primary is not None
+        if primary is not None and not owed:
+            self.active = primary
+            if self._outage_started is not None:
+                self._fallback_seconds += self._clock() - self._outage_started
+                self._outage_started = None
+        else:
+            self.active = self.fallback
+            if primary is not None and self._outage_started is None:
+                self._outage_started = self._clock()
+        self._switched()
+
+    def _switched(self) -> None:
+        listener = self.on_switch
+        if listener is not None:
+            listener()
 
     def cap_ttl(self, ttl: float | None) -> float | None:
         """Entries written during an outage live at most ``outage_ttl_cap`` seconds."""
@@ -209,6 +240,7 @@ class Failover:
         if self.active is self.fallback or self.primary is None:
             return
         self.active = self.fallback
+        self._switched()
         self._journal_recent()
         # Entries left from an earlier outage could be older than what the primary
         # holds now; the fallback must start empty. MemoryBackend clears without
@@ -266,6 +298,37 @@ class Failover:
         self._recent.clear()
         self._recent_dropped_at = -math.inf
 
+    async def recover(self) -> bool:
+        """Bring the primary back now if it answers: replay, then switch. Whether it serves.
+
+        Closed: a ping (a failure fails over). Open: the journal is replayed on the
+        primary before it serves again, as the probe would, without waiting for it.
+        """
+        primary = self.primary
+        if primary is None:
+            return False
+        if self.active is primary:
+            return await self.check()
+        self._stop_probe()
+        try:
+            await primary.ping()
+            await self._replay(primary)
+        except CacheError as exc:
+            self._note_error(exc)
+            self._start_probe()
+            return False
+        await self._fail_back(primary)
+        return True
+
+    def ensure_probe(self) -> None:
+        """Restart the probe if the event loop it ran on is gone (a new asyncio.run())."""
+        probe = self._probe
+        if probe is not None and not probe.done() and not probe.get_loop().is_closed():
+            return
+        if self.primary is not None and self.active is not self.primary:
+            self._probe = None
+            self._start_probe()
+
     async def check(self) -> bool:
         """Ping the primary now; on failure, fail over. Returns whether it answered."""
         primary = self.primary
@@ -279,12 +342,19 @@ class Failover:
         return True
 
     def _start_probe(self) -> None:
-        if self._probe is None or self._probe.done():
+        probe = self._probe
+        if probe is None or probe.done() or probe.get_loop().is_closed():
             self._probe = asyncio.get_running_loop().create_task(self._probe_until_back())
 
     def _stop_probe(self) -> None:
-        if self._probe is not None and not self._probe.done():
-            self._probe.cancel()
+        probe = self._probe
+        if probe is not None and not probe.done():
+            loop = probe.get_loop()
+            if loop is _running_loop():
+                probe.cancel()
+            elif not loop.is_closed():
+                # Task.cancel() belongs to the task's own loop: another thread's here.
+                loop.call_soon_threadsafe(probe.cancel)
         self._probe = None
         self._open_gate()
 
@@ -301,9 +371,11 @@ class Failover:
             try:
                 await primary.ping()
                 await self._replay(primary)
-            except BackendError as exc:
+            except CacheError as exc:  # a refused replay is retried like a failed one
                 self._note_error(exc)
                 continue
+            if self.primary is not primary:  # replaced meanwhile; its owner recovers it
+                return
             await self._fail_back(primary)
             return
 
@@ -342,6 +414,7 @@ class Failover:
         # No await between the replay's last round and this switch: nothing written
         # to the fallback can go unreplayed.
         self.active = primary
+        self._switched()
         self._open_gate()
         outage = 0.0
         if self._outage_started is not None:
@@ -369,7 +442,7 @@ class Failover:
     async def close(self) -> None:
         probe = self._probe
         self._stop_probe()
-        if probe is not None:
+        if probe is not None and probe.get_loop() is asyncio.get_running_loop():
             await asyncio.gather(probe, return_exceptions=True)
 
     def statistics(self) -> FailoverStatistics:
