@@ -4,7 +4,8 @@ One family, rooted at `CacheError`. Errors about the caller's input also
 subclass the builtin a Python programmer would reach for (``ValueError`` for a
 value out of bounds, ``TypeError`` for a value of the wrong kind), so existing
 ``except ValueError`` blocks keep working. Backend failures form their own branch,
-`BackendError`, which the facade absorbs during failover.
+`BackendError`, which the facade absorbs during failover. A backend that answers but
+refuses one command (`CommandRefusedError`) is not failing: that is no failover.
 
 This module imports nothing from the package.
 """
@@ -17,6 +18,7 @@ __all__ = [
     "BackendUnavailableError",
     "CacheError",
     "CacheTypeError",
+    "CommandRefusedError",
     "ConfigurationError",
     "DeserializationError",
     "InvalidKeyError",
@@ -88,3 +90,13 @@ class BackendUnavailableError(BackendError, ConnectionError):
 
 class BackendTimeoutError(BackendError, TimeoutError):
     """The backend did not answer within its operation or connect timeout."""
+
+
+class CommandRefusedError(CacheError):
+    """The backend answered, but refused this command for this key or these arguments.
+
+    Redis's ``WRONGTYPE`` for a key another program wrote under the prefix, or
+    ``NOPERM`` from an ACL, say. The server is up, so this is not a `BackendError` and
+    causes no failover: reads treat it as a miss (counted and logged), other calls
+    raise it.
+    """

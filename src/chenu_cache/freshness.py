@@ -26,6 +26,7 @@ __all__ = [
     "EntryTiming",
     "Freshness",
     "SingleFlight",
+    "cancel_tasks",
     "unwrap",
     "wrap",
     "xfetch_due",
@@ -34,6 +35,25 @@ __all__ = [
 logger = logging.getLogger("chenu_cache")
 
 T = TypeVar("T")
+
+
+async def cancel_tasks(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait for those of this event loop to end.
+
+    A task of another live loop (a worker thread's) is cancelled through that loop and
+    not awaited; one of a closed loop is already over.
+    """
+    here = asyncio.get_running_loop()
+    mine = []
+    for task in tasks:
+        loop = task.get_loop()
+        if loop is here:
+            task.cancel()
+            mine.append(task)
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(task.cancel)
+    if mine:
+        await asyncio.gather(*mine, return_exceptions=True)
 
 
 class SingleFlight(Generic[T]):
@@ -64,6 +84,8 @@ class SingleFlight(Generic[T]):
     async def run(self, key: str, load: Callable[[], Coroutine[Any, Any, T]]) -> T:
         """Start ``load`` for ``key``, or join the one running; return its result."""
         task = self._flights.get(key)
+        if task is not None and task.get_loop() is not asyncio.get_running_loop():
+            task = None  # another event loop's load cannot be awaited from this one
         if task is not None:
             self.joined += 1
         else:
@@ -81,11 +103,7 @@ class SingleFlight(Generic[T]):
 
     async def cancel_all(self) -> None:
         """Cancel every running load and wait until they are gone (used by ``close()``)."""
-        tasks = list(self._flights.values())
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_tasks(list(self._flights.values()))
         self._flights.clear()
 
 
@@ -237,7 +255,8 @@ class BackgroundTasks:
 
     def start(self, key: str, work: Callable[[], Coroutine[Any, Any, object]]) -> bool:
         """Run ``work`` in the background unless a refresh of ``key`` already runs."""
-        if key in self._tasks:
+        running = self._tasks.get(key)
+        if running is not None and not running.get_loop().is_closed():
             return False
         self.started += 1
         task = asyncio.get_running_loop().create_task(self._run(key, work))
@@ -268,9 +287,5 @@ class BackgroundTasks:
             del self._tasks[key]
 
     async def cancel_all(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_tasks(list(self._tasks.values()))
         self._tasks.clear()

@@ -1,27 +1,36 @@
-"""Redis storage on redis-py's asyncio client."""
+"""Redis storage on redis-py's asyncio client.
+
+Connections belong to the event loop that opened them, so everything loop-bound (the
+client and its pool, connection slots, batchers, the Sentinel watch) lives in one
+`_LoopState` per loop. A call from a loop the backend has not seen gets a state of its
+own: one backend serves several ``asyncio.run()`` in a row, pytest-asyncio's loop per
+test, and worker threads with loops of their own, without failing over. A loop's state
+is closed while that loop shuts down (``asyncio.run()`` and ``asyncio.Runner``
+finalize async generators; see `_release_at_shutdown`).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, cast
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any, cast
 
-from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.asyncio import ConnectionPool, Redis, RedisCluster
 
 from .._glob import escape_glob
 from ..exceptions import (
     BackendError,
-    BackendTimeoutError,
     BackendUnavailableError,
+    CommandRefusedError,
     ConfigurationError,
 )
 from ._batch import Batcher
 from ._clients import client_from_url
+from ._redis_errors import translate
+from ._sentinel import PrimaryWatch
 from .base import Backend, BackendStats, SupportsLock
 
 __all__ = ["DEFAULT_OPERATION_TIMEOUT", "RedisBackend"]
@@ -48,32 +57,25 @@ return 0
 DEFAULT_CONNECT_TIMEOUT = 1.0
 DEFAULT_MAX_CONNECTIONS = 64
 _SCAN_BATCH = 500
-_SENTINEL_CHECK = 0.5  # seconds between background checks of who the primary is
+_CLOSE_OTHER_LOOP = 2.0  # seconds close() waits for another thread's loop to let go
 
 
-def _translate(exc: BaseException) -> BackendError:
-    """The one place where redis-py's and the socket layer's errors become ours."""
-    if isinstance(exc, (RedisTimeoutError, asyncio.TimeoutError, TimeoutError)):
-        return BackendTimeoutError(f"Redis did not answer in time: {exc}")
-    if isinstance(exc, (RedisConnectionError, OSError)):
-        return BackendUnavailableError(f"Redis is unreachable: {exc}")
-    if isinstance(exc, RedisError):
-        return BackendError(f"Redis failed: {type(exc).__name__}: {exc}")
-    return BackendError(f"the Redis client failed: {type(exc).__name__}: {exc}")
+class _Command:
+    """The one boundary every Redis command crosses: a connection slot, then our errors.
 
-
-class _Slots:
-    """At most ``n`` commands at once; callers beyond that wait instead of failing.
-
-    A caller that waited while another command failed gives up without sending: when
-    the server hangs, the queue behind the first timeout must not pay one timeout per
-    batch of connections before the facade's failover takes over.
+    At most ``n`` commands run at once; callers beyond that wait instead of failing. A
+    caller that waited while another command failed gives up without sending: when the
+    server hangs, the queue behind the first timeout must not pay one timeout per batch
+    of connections before the facade's failover takes over. Errors leave translated by
+    `translate` (``raise ... from`` the driver's); only outages count as failures.
     """
 
-    def __init__(self, n: int) -> None:
+    __slots__ = ("_semaphore", "failures", "watch")
+
+    def __init__(self, n: int, watch: PrimaryWatch | None) -> None:
         self._semaphore = asyncio.Semaphore(n)
         self.failures = 0
-        self.after: Callable[[], None] | None = None  # runs after each successful command
+        self.watch = watch
 
     async def __aenter__(self) -> None:
         semaphore = self._semaphore
@@ -88,17 +90,52 @@ class _Slots:
                 "Redis failed while this call waited for a connection; not sent"
             )
 
-    async def __aexit__(self, exc_type: object, *exc_info: object) -> None:
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         self._semaphore.release()
-        if exc_type is None and self.after is not None:
-            self.after()
+        try:
+            if exc is None:
+                if self.watch is not None:
+                    self.watch.after_command()
+                return
+        except BackendError as changed:
+            exc = changed
+        # Everything a command raises, not only RedisError: redis-py's own bugs surface
+        # as AttributeError and the like. CancelledError is no failure: it passes.
+        if not isinstance(exc, Exception):
+            return
+        ours = translate(exc)
+        if isinstance(ours, BackendError):
+            self.failures += 1
+        if ours is exc:
+            raise ours
+        raise ours from exc
 
 
-# Everything a command can raise, not only RedisError: redis-py's own bugs surface as
-# AttributeError and the like (seen with 5.0.1 mid slot migration and after a Sentinel
-# switch), and a client that breaks is a backend that fails, for the facade to absorb.
-# Only this module's commands run inside these blocks; CancelledError is not caught.
-_ERRORS = (Exception,)
+class _LoopState:
+    """What the backend holds for one event loop."""
+
+    def __init__(self, backend: RedisBackend, loop: asyncio.AbstractEventLoop, client: Any) -> None:
+        self.loop = loop
+        self.client: Redis | RedisCluster = client
+        self.cluster = isinstance(client, RedisCluster)
+        self.watch = PrimaryWatch.of(client, backend.operation_timeout)
+        self.command = _Command(backend.max_connections, self.watch)
+        self.release_lock = client.register_script(_RELEASE_LOCK)
+        self.get_batcher: Batcher[str, bytes | None] | None = None
+        self.set_batcher: Batcher[tuple[str, bytes, float | None], None] | None = None
+        if backend.batching:
+            # Concurrent GETs become one MGET, concurrent SETs one pipeline; a lone
+            # call is sent as it is.
+            self.get_batcher = Batcher(
+                lambda key: backend._get_one(self, key),
+                lambda keys: backend._mget(self, keys),
+            )
+            self.set_batcher = Batcher(
+                lambda item: backend._set_one(self, item),
+                lambda items: backend._set_batch(self, items),
+            )
+        self.closed = False
+        self.shutdown_hook: AsyncGenerator[None, None] | None = None
 
 
 def _decodes_responses(client: Any) -> bool:
@@ -146,17 +183,21 @@ def _px(ttl: float) -> int:
 class RedisBackend(Backend, SupportsLock):
     """Redis as a `Backend`, under a key prefix.
 
-    Build it from a URL (``redis://``, ``rediss://``, ``unix://``) or hand it a ready
-    ``redis.asyncio.Redis`` client (``decode_responses`` must be off). Built from a URL,
-    it uses its own connection settings, never redis-py's defaults (5-second socket
-    timeouts and a retry loop that held one call for about a minute against a hung
-    server): every command has ``operation_timeout`` seconds and no retry, because the
-    facade's failover is the retry policy. A ready client keeps its own timeouts.
+    Build it from a URL (``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``,
+    ``redis+sentinel://``) or hand it a ready ``redis.asyncio`` client
+    (``decode_responses`` must be off). Built from a URL, it uses its own connection
+    settings, never redis-py's defaults (5-second socket timeouts and a retry loop that
+    held one call for about a minute against a hung server): every command has
+    ``operation_timeout`` seconds and no retry, because the facade's failover is the
+    retry policy. A ready client keeps its own timeouts.
 
-    At most ``max_connections`` commands run at once; more callers wait their turn
-    instead of failing. With ``batching`` (the default), concurrent ``get`` calls are
-    coalesced into one ``MGET`` and concurrent ``set`` calls into one pipeline, while a
-    lone call is sent at once; results and errors stay per call.
+    Usable from any event loop: each loop gets its own connections (built from the URL
+    again; a ready plain ``Redis`` client is copied with its pool's settings).
+
+    At most ``max_connections`` commands run at once per loop; more callers wait their
+    turn instead of failing. With ``batching`` (the default), concurrent ``get`` calls
+    are coalesced into one ``MGET`` and concurrent ``set`` calls into one pipeline,
+    while a lone call is sent at once; results and errors stay per call.
 
     Every physical key starts with ``prefix`` (default ``"chenu:"``); scans and deletes
     use ``SCAN MATCH`` and ``UNLINK`` under it and never ``KEYS`` or ``FLUSHDB``, so
@@ -200,16 +241,17 @@ class RedisBackend(Backend, SupportsLock):
             )
         self.prefix = prefix
         self.operation_timeout = operation_timeout
-        self._owns_client = client is None
+        self.batching = batching
+        self._url = url
+        self._client_options: dict[str, Any] = {
+            "operation_timeout": operation_timeout,
+            "connect_timeout": connect_timeout,
+            "max_connections": max_connections,
+            "options": dict(connection_options),
+        }
         if client is None:
             assert url is not None
-            client = client_from_url(
-                url,
-                operation_timeout=operation_timeout,
-                connect_timeout=connect_timeout,
-                max_connections=max_connections,
-                options=dict(connection_options),
-            )
+            client = self._new_client()  # built now: a bad URL is reported at once
         else:
             if _decodes_responses(client):
                 raise ConfigurationError(
@@ -219,150 +261,160 @@ class RedisBackend(Backend, SupportsLock):
             pool_limit = getattr(pool, "max_connections", None)
             if isinstance(pool_limit, int) and pool_limit < max_connections:
                 max_connections = pool_limit
-        self.client: Redis | RedisCluster = client
+        self._given_client = client if url is None else None
+        self._spare_client: Redis | RedisCluster | None = client
+        """Built but not yet bound to a loop: the first loop to call takes it."""
         self.cluster = isinstance(client, RedisCluster)
         self.max_connections = max_connections
-        self._slots = _Slots(max_connections)
         self._glob_prefix = escape_glob(prefix)
-        # A Sentinel may promote a replica without any command failing here; the
-        # writes the old primary took last may then be lost. Seeing the primary's
-        # address change is treated as a failure, so the facade fails over and replays
-        # its recent changes on the new primary before using it.
-        self._sentinel_pool = getattr(client, "connection_pool", None)
-        if getattr(self._sentinel_pool, "sentinel_manager", None) is None:
-            self._sentinel_pool = None
-        self._primary_address: object = None
-        self._next_discovery = 0.0
-        self._drop_connections = False
-        self._discovery: asyncio.Task[None] | None = None
-        self.recent_window = 2.0
-        if self._sentinel_pool is not None:
-            self._slots.after = self._check_primary
-            self.recent_window = 10.0
         self._lock_prefix = prefix + LOCK_MARK
-        self._release_lock = client.register_script(_RELEASE_LOCK)
+        self.recent_window = 2.0
+        if PrimaryWatch.of(client, operation_timeout) is not None:
+            self.recent_window = 10.0
+        self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
+        self._state: _LoopState | None = None  # the last loop's, for the fast path
         self._hits = 0
         self._misses = 0
-        # Concurrent GETs become one MGET, concurrent SETs one pipeline; a lone call
-        # is sent as it is.
-        self._get_batcher: Batcher[str, bytes | None] | None = None
-        self._set_batcher: Batcher[tuple[str, bytes, float | None], None] | None = None
-        if batching:
-            self._get_batcher = Batcher(self._get_one, self._mget)
-            self._set_batcher = Batcher(self._set_one, self._set_batch)
 
-    def _check_primary(self) -> None:
-        # At most once a second, ask the sentinels in the background who the primary
-        # is: after a manual failover the old primary accepts writes for a while, and
-        # nothing would fail here until it is demoted, its recent writes lost.
-        now = time.monotonic()
-        if now >= self._next_discovery and (self._discovery is None or self._discovery.done()):
-            self._next_discovery = now + _SENTINEL_CHECK
-            self._discovery = asyncio.get_running_loop().create_task(self._discover())
-        address = getattr(self._sentinel_pool, "master_address", None)
-        if address == self._primary_address or address is None:
-            return
-        first, self._primary_address = self._primary_address is None, address
-        if not first:
-            # Connections still open to the old primary would go on reading from it,
-            # demoted to a replica and serving its stale data: drop them all before
-            # the next ping lets the facade fail back.
-            self._drop_connections = True
-            raise BackendUnavailableError(
-                f"Sentinel promoted a new primary ({address}); replaying recent changes"
+    # -- event loops -----------------------------------------------------------------
+
+    def _new_client(self) -> Redis | RedisCluster:
+        if self._url is not None:
+            return client_from_url(self._url, **self._client_options)
+        given = self._given_client
+        pool = getattr(given, "connection_pool", None)
+        if type(given) is Redis and type(pool) is ConnectionPool:
+            # Another loop's copy of a client handed in: its settings, its own sockets.
+            copy = ConnectionPool(
+                connection_class=pool.connection_class,
+                max_connections=pool.max_connections,
+                **pool.connection_kwargs,
             )
+            return Redis(connection_pool=copy)
+        raise ConfigurationError(
+            "a ready Cluster or Sentinel client belongs to the event loop that first used "
+            "it; to use the cache from several event loops at once, build RedisBackend "
+            "from a URL"
+        )
 
-    async def _discover(self) -> None:
-        pool: Any = self._sentinel_pool
+    def _here(self) -> _LoopState:
+        """The state of the running loop, made on its first call."""
+        loop = asyncio.get_running_loop()
+        state = self._state
+        if state is not None and state.loop is loop:
+            return state
+        state = self._states.get(loop)
+        if state is None:
+            state = self._bind(loop)
+        self._state = state
+        return state
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> _LoopState:
+        for other in list(self._states.values()):
+            if other.loop.is_closed():
+                # Closed without finalizing async generators (loop.close() by hand):
+                # its sockets cannot be closed on a dead loop; the collector takes them.
+                self._forget(other)
+        client = self._spare_client
+        self._spare_client = None
+        if client is None:
+            given = self._given_client
+            if given is not None and not any(s.client is given for s in self._states.values()):
+                client = given  # its first loop is gone: the client is free again
+            else:
+                client = self._new_client()
+        state = _LoopState(self, loop, client)
+        self._states[loop] = state
+        state.shutdown_hook = self._release_at_shutdown(state)
+        # Registers the generator with the loop (its first-iteration hook) and runs it
+        # to its yield without suspending; the loop's shutdown_asyncgens() resumes it.
+        with contextlib.suppress(StopIteration):
+            state.shutdown_hook.__anext__().send(None)
+        return state
+
+    async def _release_at_shutdown(self, state: _LoopState) -> AsyncGenerator[None, None]:
+        # asyncio.run() and asyncio.Runner (which pytest-asyncio uses) close every
+        # unfinished async generator before closing the loop: that is the last moment
+        # this loop's connections can be closed properly.
         try:
-            await asyncio.wait_for(pool.get_master_address(), self.operation_timeout * 4)
-        except Exception:
+            yield
+        finally:
+            await self._close_state(state, loop_ending=True)
+
+    def _forget(self, state: _LoopState) -> None:
+        state.closed = True
+        self._states.pop(state.loop, None)
+        if self._state is state:
+            self._state = None
+
+    async def _close_state(self, state: _LoopState, *, loop_ending: bool = False) -> None:
+        if state.closed:
             return
-
-    async def _agreed_primary(self, pool: Any) -> None:
-        """Fail unless every sentinel that answers names the same primary.
-
-        Right after a failover the sentinels disagree for a moment, and redis-py takes
-        the first answer it gets: connections would then go to both servers, writes to
-        one and reads from the other. Failing back only once they agree avoids that.
-        """
-        answers = set()
+        self._forget(state)
+        for batcher in (state.get_batcher, state.set_batcher):
+            if batcher is not None:
+                await batcher.close()
+        if state.watch is not None:
+            await state.watch.close()
+        client: Any = state.client
         try:
-            for sentinel in pool.sentinel_manager.sentinels:
-                try:
-                    address = await asyncio.wait_for(
-                        sentinel.sentinel_get_master_addr_by_name(pool.service_name),
-                        self.operation_timeout,
-                    )
-                except Exception:  # noqa: S112 - a sentinel that cannot answer has no vote
-                    continue
-                if address:
-                    host = address[0]
-                    host = host.decode() if isinstance(host, bytes) else str(host)
-                    answers.add((host, int(address[1])))
-        except _ERRORS as exc:
-            self._fail(exc)
-        if len(answers) != 1:
-            raise BackendUnavailableError(f"the sentinels do not agree on a primary: {answers}")
-        agreed = answers.pop()
-        pool.master_address = agreed
-        self._primary_address = agreed
-
-    def _fail(self, exc: BaseException) -> NoReturn:
-        self._slots.failures += 1
-        if isinstance(exc, BackendError):  # already ours (a waiter that gave up)
-            raise exc
-        raise _translate(exc) from exc
+            if state.client is self._given_client:
+                # The caller's client is theirs to close; but when its loop ends, its
+                # connections die with it, and the next loop reuses the client.
+                if loop_ending:
+                    pool = getattr(client, "connection_pool", None)
+                    await (pool.disconnect() if pool is not None else client.aclose())
+                return
+            await client.aclose()
+            if isinstance(client, Redis):
+                await client.connection_pool.disconnect()
+                if state.watch is not None:  # a Sentinel-made client: the sentinels too
+                    await state.watch.close_sentinels()
+        except Exception:  # noqa: S110 - closing a dead connection has nothing to release
+            pass
 
     # -- reads -----------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
-        batcher = self._get_batcher
+        state = self._here()
+        batcher = state.get_batcher
         if batcher is not None:
             value = await batcher.submit(key)  # a lone call is sent as a plain GET
         else:
-            value = await self._get_one(key)
+            value = await self._get_one(state, key)
         if value is None:
             self._misses += 1
         else:
             self._hits += 1
         return value
 
-    async def _get_one(self, key: str) -> bytes | None:
-        try:
-            async with self._slots:
-                return cast("bytes | None", await self.client.get(self.prefix + key))
-        except _ERRORS as exc:
-            self._fail(exc)
+    async def _get_one(self, state: _LoopState, key: str) -> bytes | None:
+        async with state.command:
+            return cast("bytes | None", await state.client.get(self.prefix + key))
 
-    async def _mget(self, keys: Sequence[str]) -> list[bytes | None]:
+    async def _mget(self, state: _LoopState, keys: Sequence[str]) -> list[bytes | None]:
         prefix = self.prefix
         physical = [prefix + k for k in keys]
-        try:
-            async with self._slots:
-                if isinstance(self.client, RedisCluster):  # keys spread over slots
-                    values = await self.client.mget_nonatomic(physical)
-                else:
-                    values = await self.client.mget(physical)
-                return cast("list[bytes | None]", values)
-        except _ERRORS as exc:
-            self._fail(exc)
+        async with state.command:
+            if state.cluster:  # keys spread over slots
+                values = await cast("RedisCluster", state.client).mget_nonatomic(physical)
+            else:
+                values = await state.client.mget(physical)
+            return cast("list[bytes | None]", values)
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        values = await self._mget(keys)
+        values = await self._mget(self._here(), keys)
         found = sum(1 for v in values if v is not None)
         self._hits += found
         self._misses += len(values) - found
         return values
 
     async def ttl(self, key: str) -> float | None:
-        try:
-            async with self._slots:
-                millis: int = await self.client.pttl(self.prefix + key)
-        except _ERRORS as exc:
-            self._fail(exc)
+        state = self._here()
+        async with state.command:
+            millis: int = await state.client.pttl(self.prefix + key)
         if millis == -2:
             return None
         if millis == -1:
@@ -372,80 +424,76 @@ class RedisBackend(Backend, SupportsLock):
     # -- writes ----------------------------------------------------------------------
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        batcher = self._set_batcher
+        state = self._here()
+        batcher = state.set_batcher
         if batcher is not None:
             await batcher.submit((key, value, ttl))  # a lone call is sent as a plain SET
         else:
-            await self._set_one((key, value, ttl))
+            await self._set_one(state, (key, value, ttl))
 
-    async def _set_one(self, item: tuple[str, bytes, float | None]) -> None:
+    async def _set_one(self, state: _LoopState, item: tuple[str, bytes, float | None]) -> None:
         key, value, ttl = item
-        try:
-            async with self._slots:
-                if ttl is None:
-                    await self.client.set(self.prefix + key, value)
-                else:
-                    await self.client.set(self.prefix + key, value, px=_px(ttl))
-        except _ERRORS as exc:
-            self._fail(exc)
+        async with state.command:
+            if ttl is None:
+                await state.client.set(self.prefix + key, value)
+            else:
+                await state.client.set(self.prefix + key, value, px=_px(ttl))
 
-    async def _set_batch(self, items: Sequence[tuple[str, bytes, float | None]]) -> list[None]:
-        await self.set_many(items)
+    async def _set_batch(
+        self, state: _LoopState, items: Sequence[tuple[str, bytes, float | None]]
+    ) -> list[None]:
+        await self._set_many(state, items)
         return [None] * len(items)
 
     async def set_many(self, items: Sequence[tuple[str, bytes, float | None]]) -> None:
-        if not items:
-            return
+        if items:
+            await self._set_many(self._here(), items)
+
+    async def _set_many(
+        self, state: _LoopState, items: Sequence[tuple[str, bytes, float | None]]
+    ) -> None:
         prefix = self.prefix
-        try:
-            async with self._slots:
-                pipe = self.client.pipeline(transaction=False)
-                for key, value, ttl in items:
-                    if ttl is None:
-                        pipe.set(prefix + key, value)
-                    else:
-                        pipe.set(prefix + key, value, px=_px(ttl))
-                await pipe.execute()
-        except _ERRORS as exc:
-            self._fail(exc)
+        async with state.command:
+            pipe = state.client.pipeline(transaction=False)
+            for key, value, ttl in items:
+                if ttl is None:
+                    pipe.set(prefix + key, value)
+                else:
+                    pipe.set(prefix + key, value, px=_px(ttl))
+            await pipe.execute()
 
     async def delete(self, key: str) -> bool:
-        try:
-            async with self._slots:
-                removed: int = await self.client.unlink(self.prefix + key)
-        except _ERRORS as exc:
-            self._fail(exc)
+        state = self._here()
+        async with state.command:
+            removed: int = await state.client.unlink(self.prefix + key)
         return removed > 0
 
     async def delete_many(self, keys: Sequence[str]) -> int:
         if not keys:
             return 0
         prefix = self.prefix
-        try:
-            async with self._slots:
-                removed: int = await self.client.unlink(*[prefix + k for k in keys])
-        except _ERRORS as exc:
-            self._fail(exc)
+        state = self._here()
+        async with state.command:
+            removed: int = await state.client.unlink(*[prefix + k for k in keys])
         return removed
 
     # -- scanning --------------------------------------------------------------------
 
     async def scan(self, pattern: str, cursor: int = 0, count: int = 100) -> tuple[int, list[str]]:
         match = self._glob_prefix + pattern
-        try:
-            async with self._slots:
-                if isinstance(self.client, RedisCluster):
-                    return await self._scan_cluster(self.client, match, cursor, count)
-                next_cursor, raw = await self.client.scan(cursor=cursor, match=match, count=count)
-        except _ERRORS as exc:
-            self._fail(exc)
+        state = self._here()
+        async with state.command:
+            if state.cluster:
+                return await self._scan_cluster(state, match, cursor, count)
+            next_cursor, raw = await state.client.scan(cursor=cursor, match=match, count=count)
         return int(next_cursor), self._strip(raw)
 
     async def _scan_cluster(
-        self, client: RedisCluster, match: str, cursor: int, count: int
+        self, state: _LoopState, match: str, cursor: int, count: int
     ) -> tuple[int, list[str]]:
         # One cursor over every primary: node cursor * number of primaries + node index.
         # A page comes from one node; the cursor moves to the next node when it is done.
+        client = cast("RedisCluster", state.client)
         await client.initialize()  # after aclose(), nodes must be fetched anew, not reused
         primaries = sorted(client.get_primaries(), key=lambda node: node.name)
         index, node_cursor = cursor % len(primaries), cursor // len(primaries)
@@ -462,33 +510,33 @@ class RedisBackend(Backend, SupportsLock):
         # command, and UNLINK frees memory off the main thread. On a cluster, every
         # primary is scanned, and redis-py splits each UNLINK by slot.
         match = self._glob_prefix + pattern
-        try:
-            if isinstance(self.client, RedisCluster):
-                removed = 0
-                await self.client.initialize()  # nodes of a closed client are stale
-                for node in self.client.get_primaries():
-                    removed += await self._delete_on(match, node)
-                return removed
-            return await self._delete_on(match, None)
-        except _ERRORS as exc:
-            self._fail(exc)
+        state = self._here()
+        if not state.cluster:
+            return await self._delete_on(state, match, None)
+        client = cast("RedisCluster", state.client)
+        async with state.command:
+            await client.initialize()  # nodes of a closed client are stale
+            primaries = client.get_primaries()
+        removed = 0
+        for node in primaries:
+            removed += await self._delete_on(state, match, node)
+        return removed
 
-    async def _delete_on(self, match: str, node: Any) -> int:
+    async def _delete_on(self, state: _LoopState, match: str, node: Any) -> int:
         removed = 0
         cursor = 0
+        client: Any = state.client
         while True:
-            async with self._slots:
+            async with state.command:
                 if node is None:
-                    cursor, raw = await self.client.scan(
-                        cursor=cursor, match=match, count=_SCAN_BATCH
-                    )
+                    cursor, raw = await client.scan(cursor=cursor, match=match, count=_SCAN_BATCH)
                 else:
-                    cursors, raw = await self.client.scan(
+                    cursors, raw = await client.scan(
                         cursor=cursor, match=match, count=_SCAN_BATCH, target_nodes=node
                     )
                     cursor = _node_cursor(cursors)
                 if raw:
-                    removed += await self.client.unlink(*raw)
+                    removed += await client.unlink(*raw)
             if not int(cursor):
                 return removed
 
@@ -509,38 +557,33 @@ class RedisBackend(Backend, SupportsLock):
     # -- locks (SupportsLock) --------------------------------------------------------
 
     async def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
-        try:
-            async with self._slots:
-                taken = await self.client.set(self._lock_prefix + key, token, nx=True, px=_px(ttl))
-        except _ERRORS as exc:
-            self._fail(exc)
+        state = self._here()
+        async with state.command:
+            taken = await state.client.set(self._lock_prefix + key, token, nx=True, px=_px(ttl))
         return bool(taken)
 
     async def release_lock(self, key: str, token: str) -> bool:
-        try:
-            async with self._slots:
-                released = await self._release_lock(keys=[self._lock_prefix + key], args=[token])
-        except _ERRORS as exc:
-            self._fail(exc)
+        state = self._here()
+        async with state.command:
+            released = await state.release_lock(keys=[self._lock_prefix + key], args=[token])
         return bool(released)
 
     # -- housekeeping ----------------------------------------------------------------
 
     async def stats(self) -> BackendStats:
-        try:
-            async with self._slots:
-                if isinstance(self.client, RedisCluster):
-                    await self.client.initialize()
-                    primaries = self.client.get_primaries()
-                    memory = await self.client.info("memory", target_nodes=primaries)
-                    clients = await self.client.info("clients", target_nodes=primaries)
-                else:
-                    pipe = self.client.pipeline(transaction=False)
-                    pipe.info("memory")
-                    pipe.info("clients")
-                    memory, clients = await pipe.execute()
-        except _ERRORS as exc:
-            self._fail(exc)
+        state = self._here()
+        client: Any = state.client
+        async with state.command:
+            if state.cluster:
+                await client.initialize()
+                primaries = client.get_primaries()
+                memory = await client.info("memory", target_nodes=primaries)
+                clients = await client.info("clients", target_nodes=primaries)
+            else:
+                pipe = client.pipeline(transaction=False)
+                pipe.info("memory")
+                pipe.info("clients")
+                memory, clients = await pipe.execute()
         used = _total(memory, "used_memory")
         details: dict[str, object] = {
             "used_memory": used,
@@ -553,47 +596,49 @@ class RedisBackend(Backend, SupportsLock):
         return BackendStats(name=self.name, hits=self._hits, misses=self._misses, details=details)
 
     async def ping(self) -> float:
-        if self._drop_connections and self._sentinel_pool is not None:
-            await self._agreed_primary(self._sentinel_pool)
-            self._drop_connections = False
-            await self._sentinel_pool.disconnect(inuse_connections=True)
+        state = self._here()
         start = time.perf_counter()
         try:
-            async with self._slots:
-                if isinstance(self.client, RedisCluster):
+            async with state.command:
+                if state.watch is not None:
+                    await state.watch.before_ping()
+                if state.cluster:
                     # The cluster answers only if every primary does and every slot
                     # is served: a failback to half a cluster would just fail again.
-                    await self.client.ping(target_nodes=RedisCluster.PRIMARIES)
-                    info = await self.client.cluster_info(target_nodes=RedisCluster.RANDOM)
-                    state = info.get("cluster_state") if isinstance(info, dict) else None
-                    if state not in (None, "ok", b"ok"):
-                        raise BackendUnavailableError(f"the cluster's state is {state!r}")
+                    client: Any = state.client
+                    await client.ping(target_nodes=RedisCluster.PRIMARIES)
+                    info = await client.cluster_info(target_nodes=RedisCluster.RANDOM)
+                    state_ = info.get("cluster_state") if isinstance(info, dict) else None
+                    if state_ not in (None, "ok", b"ok"):
+                        raise BackendUnavailableError(f"the cluster's state is {state_!r}")
                 else:
-                    await self.client.ping()
-        except _ERRORS as exc:
-            self._fail(exc)
+                    await state.client.ping()
+        except CommandRefusedError as exc:  # a server that refuses PING is not usable
+            raise BackendUnavailableError(str(exc)) from exc
         return time.perf_counter() - start
 
     async def close(self) -> None:
-        if self._discovery is not None and not self._discovery.done():
-            self._discovery.cancel()
-            await asyncio.gather(self._discovery, return_exceptions=True)
-        for batcher in (self._get_batcher, self._set_batcher):
-            if batcher is not None:
-                await batcher.close()
-        if not self._owns_client:
-            return
+        """Release every loop's connections: this loop's now, other live loops' through
+        their own thread, closed loops' to the garbage collector."""
         try:
-            await self.client.aclose()
-            if isinstance(self.client, Redis):
-                pool = self.client.connection_pool
-                await pool.disconnect()
-                # A Sentinel-made client also holds connections to the sentinels.
-                manager = getattr(pool, "sentinel_manager", None)
-                for sentinel in getattr(manager, "sentinels", ()):
-                    await sentinel.aclose()
-        except _ERRORS:
-            pass  # closing a dead connection has nothing left to release
+            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        for state in list(self._states.values()):
+            loop = state.loop
+            if loop is here:
+                await self._close_state(state)
+            elif not loop.is_closed() and loop.is_running():
+                done = asyncio.run_coroutine_threadsafe(self._close_state(state), loop)
+                # A loop too busy to answer in time closes them at its own shutdown.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.wrap_future(done), _CLOSE_OTHER_LOOP)
+            else:
+                self._forget(state)
+        spare, self._spare_client = self._spare_client, None
+        if spare is not None and spare is not self._given_client:
+            with contextlib.suppress(Exception):  # never connected: nothing to release
+                await spare.aclose()
 
     def __repr__(self) -> str:
         return f"RedisBackend(prefix={self.prefix!r}, operation_timeout={self.operation_timeout})"
