@@ -18,12 +18,36 @@ from ._types import MISSING
 from .backends.redis import RedisBackend
 from .exceptions import BackendError, CacheError, ConfigurationError
 from .facade import ENV_REDIS_URL, FallbackCache
+from .stats import CacheStatistics
 
 DEMO_PREFIX = "chenu-demo:"
+URL_SCHEMES = (
+    "redis://, rediss://, unix://, redis+cluster://, rediss+cluster://, "
+    "redis+sentinel://, rediss+sentinel://"
+)
 
 
 def _say(step: str, detail: object = "") -> None:
     print(f"  {step:<46} {detail}")
+
+
+def _summary(stats: CacheStatistics) -> None:
+    """The statistics a newcomer looks for, in words, before the full JSON."""
+    lookups = stats.hits + stats.misses
+    _say("backend serving calls", stats.backend)
+    _say(
+        "hit rate",
+        f"{stats.hit_rate:.0%} of {lookups} lookups ({stats.hits} hits, {stats.misses} misses)",
+    )
+    loader = stats.loader
+    _say("loader calls", f"{loader.calls} (single flight saved {loader.coalesced} loads)")
+    failover = stats.failover
+    if failover.failovers or failover.failbacks:
+        _say(
+            "failovers / failbacks",
+            f"{failover.failovers} / {failover.failbacks} "
+            f"({failover.time_on_fallback:.1f} s on the memory fallback)",
+        )
 
 
 async def _demo(redis_url: str | None) -> int:
@@ -91,14 +115,47 @@ async def _demo(redis_url: str | None) -> int:
         _say('invalidate("greeting")', await cache.invalidate("greeting"))
 
         print("\n6. statistics")
-        stats = (await cache.get_statistics()).to_dict()
-        print(json.dumps(stats, indent=2))
+        stats = await cache.get_statistics()
+        _summary(stats)
+        print("  every counter, as get_statistics().to_dict() gives it:")
+        print(json.dumps(stats.to_dict(), indent=2))
         await cache.clear()
     return 0
 
 
-class _Unreachable(Exception):
+class _Unreachable(BackendError):
     """Redis did not answer an inspection command (exit status 1, no traceback)."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 1 or more; got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    # Checked here so that the message names the option, not the backend's parameter.
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds greater than 0, e.g. 2 or 0.5; got {text!r}"
+        )
+    return value
+
+
+def _prefix(text: str) -> str:
+    if not text or not text.isprintable() or " " in text:
+        raise argparse.ArgumentTypeError(
+            f"must be non-empty, without spaces or control characters; got {text!r}"
+        )
+    return text
 
 
 def _redact(url: str) -> str:
@@ -210,9 +267,11 @@ async def _get(args: argparse.Namespace) -> int:
 def _inspection(commands: Any, name: str, help_text: str) -> argparse.ArgumentParser:
     command: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
     command.add_argument("--redis-url", help=f"the Redis to inspect (default: ${ENV_REDIS_URL})")
-    command.add_argument("--prefix", default="chenu:", help="the cache's key prefix")
     command.add_argument(
-        "--timeout", type=float, default=2.0, help="seconds to wait for Redis (default 2)"
+        "--prefix", type=_prefix, default="chenu:", help="the cache's key prefix (chenu:)"
+    )
+    command.add_argument(
+        "--timeout", type=_seconds, default=2.0, help="seconds to wait for Redis (default 2)"
     )
     return command
 
@@ -230,13 +289,17 @@ def _parser() -> argparse.ArgumentParser:
         description="Walk through set/get, namespaces, get_or_set, the decorator, "
         f"invalidation and statistics. Keys live under the prefix {DEMO_PREFIX!r}.",
     )
-    demo.add_argument("--redis-url", help="run on this Redis (redis://, rediss://, unix://)")
+    demo.add_argument("--redis-url", help=f"run on this Redis ({URL_SCHEMES})")
     _inspection(commands, "health", "is the Redis reachable, and how fast does it answer")
     stats = _inspection(commands, "stats", "memory, clients and entries per namespace")
-    stats.add_argument("--max-scan", type=int, default=100_000, help="stop counting here")
+    stats.add_argument(
+        "--max-scan", type=_positive_int, default=100_000, help="stop counting here (100000)"
+    )
     keys = _inspection(commands, "keys", "list keys matching a Redis glob (logical keys)")
     keys.add_argument("pattern", nargs="?", default="*", help="glob, e.g. 'user:*'")
-    keys.add_argument("--limit", type=int, default=100, help="at most this many (100)")
+    keys.add_argument(
+        "--limit", type=_positive_int, default=100, help="at most this many, 1 or more (100)"
+    )
     get = _inspection(commands, "get", "print a key's value and remaining TTL as JSON")
     get.add_argument("key")
     get.add_argument("--namespace", help="the key's namespace, if not written in the key")
@@ -247,8 +310,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        # Status 2, as for any usage error: a script that forgot its command must not pass.
+        parser.print_help(sys.stderr)
+        return 2
     commands = {"demo": lambda: _demo(args.redis_url), "health": lambda: _health(args)}
     commands.update(stats=lambda: _stats(args), keys=lambda: _keys(args), get=lambda: _get(args))
     try:

@@ -11,9 +11,9 @@ pytestmark = pytest.mark.redis
 
 
 async def test_example_app(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> None:
-    monkeypatch.setenv("CACHE_ADMIN_TOKEN", "example-token-0123456789")
+    monkeypatch.setenv("CHENU_CACHE_ADMIN_TOKEN", "example-token-0123456789")
     monkeypatch.setenv("CHENU_CACHE_REDIS_URL", redis_url)
-    module = importlib.import_module("examples.fastapi_app")
+    module = importlib.reload(importlib.import_module("examples.fastapi_app"))
     app = module.app
     async with app.router.lifespan_context(app):
         assert module.cache_service.backend.name == "redis"

@@ -127,3 +127,96 @@ def test_bad_pattern_is_a_clear_error(redis_url: str) -> None:
     assert out.returncode == 2
     assert "error:" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+# -- usage errors ----------------------------------------------------------------------
+
+
+def test_no_command_prints_help_and_is_a_usage_error() -> None:
+    out = _run()
+    assert out.returncode == 2
+    assert "usage:" in out.stderr
+    assert "demo" in out.stderr  # the full help, with its list of commands
+
+
+@pytest.mark.parametrize("limit", ["0", "-5", "many"])
+def test_keys_limit_below_one_is_a_usage_error(limit: str) -> None:
+    out = _run("keys", "--limit", limit, "--redis-url", "redis://127.0.0.1:1/0")
+    assert out.returncode == 2
+    assert out.stdout == ""
+    assert "argument --limit: must be a whole number, 1 or more" in out.stderr
+
+
+# Internal names a user of the CLI never typed: the options' own names must be used.
+INTERNAL_NAMES = ("operation_timeout", "connect_timeout", "max_connections", "clear()", "_")
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["health", "--timeout", "0"], "--timeout"),
+        (["stats", "--timeout", "-1"], "--timeout"),
+        (["keys", "--timeout", "nan"], "--timeout"),
+        (["get", "k", "--timeout", "inf"], "--timeout"),
+        (["health", "--timeout", "soon"], "--timeout"),
+        (["health", "--prefix", ""], "--prefix"),
+        (["stats", "--prefix", "has space"], "--prefix"),
+        (["stats", "--max-scan", "0"], "--max-scan"),
+        (["keys", "--limit", "0"], "--limit"),
+    ],
+)
+def test_bad_option_values_are_named_by_their_option(args: list[str], option: str) -> None:
+    out = _run(*args, "--redis-url", "redis://127.0.0.1:1/0")
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    message = out.stderr.strip().splitlines()[-1]
+    assert f"argument {option}:" in message
+    # The message proper, after "argument --x:", speaks of nothing internal.
+    said = message.partition(f"argument {option}:")[2]
+    for name in INTERNAL_NAMES:
+        assert name not in said, message
+
+
+# -- the demo's summary ----------------------------------------------------------------
+
+
+def _summary(stdout: str) -> dict[str, str]:
+    """The demo's statistics summary: the step lines between its heading and the JSON."""
+    section = stdout.partition("6. statistics\n")[2].partition("\n{")[0]
+    lines = {}
+    for line in section.splitlines():
+        label, _, value = line.strip().partition("  ")
+        lines[label] = value.strip()
+    return lines
+
+
+def test_demo_summarises_its_statistics_before_the_json(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from chenu_cache._cli import main
+
+    assert main(["demo"]) == 0
+    stdout = capsys.readouterr().out
+    summary = _summary(stdout)
+    assert summary["backend serving calls"] == "memory"
+    assert summary["hit rate"] == "5% of 55 lookups (3 hits, 52 misses)"
+    assert summary["loader calls"] == "2 (single flight saved 49 loads)"
+    assert "failovers / failbacks" not in summary  # only shown when there were any
+    stats = json.loads("{" + stdout.partition("\n{")[2])  # the JSON still follows
+    assert stats["loader"] == {
+        "calls": 2,
+        "errors": 0,
+        "coalesced": 49,
+        "refreshes": 0,
+        "refreshFailures": 0,
+        "staleServed": 0,
+    }
+    assert "serving from: memory" in stdout  # the walkthrough before it is unchanged
+
+
+def test_demo_summary_shows_failovers_when_there_were_some() -> None:
+    out = _run("demo", "--redis-url", f"redis://127.0.0.1:{free_port()}/0")
+    assert out.returncode == 0, out.stderr
+    summary = _summary(out.stdout)
+    assert summary["backend serving calls"] == "memory"
+    assert summary["failovers / failbacks"].startswith("1 / 0 (")

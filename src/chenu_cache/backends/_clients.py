@@ -84,7 +84,14 @@ def client_from_url(
             **options,
         )
     except ValueError as exc:
-        raise ConfigurationError(f"invalid Redis URL {_redact(url)}: {exc}") from None
+        accepted = ("redis", "rediss", "unix", *sorted(_CLUSTER), *sorted(_SENTINEL))
+        # redis-py's own message names only the schemes it parses itself.
+        reason = (
+            str(exc)
+            if scheme in accepted
+            else "the scheme must be one of " + ", ".join(f"{name}://" for name in accepted)
+        )
+        raise ConfigurationError(f"invalid Redis URL {_redact(url)}: {reason}") from None
     return Redis(connection_pool=pool)
 
 
