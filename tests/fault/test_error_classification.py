@@ -347,3 +347,39 @@ def test_client_bugs_and_socket_errors() -> None:
     assert isinstance(translate(AttributeError("x")), BackendError)
     assert isinstance(translate(ConnectionResetError()), BackendUnavailableError)
     assert isinstance(translate(TimeoutError()), BackendTimeoutError)
+
+
+# -- the admin routes: a refused command is a 502, a bad cursor a 400, neither a failover
+
+
+async def test_routes_answer_refusals_and_bad_cursors_without_failing_over(
+    server: RedisServer, raw: redis_asyncio.Redis
+) -> None:
+    import httpx
+    from fastapi import FastAPI
+
+    from chenu_cache.contrib.fastapi import create_cache_router
+
+    await raw.acl_setuser(
+        "reader", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", "-set"]
+    )
+    url = server.url.replace("redis://", "redis://reader:pw@")
+    cache = await cache_on(backend_for(url))
+    app = FastAPI()
+    app.include_router(create_cache_router(cache, token="t", manage_lifespan=False))
+    headers = {"Authorization": "Bearer t"}
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            huge = await client.get(f"/cache/keys?cursor={2**64}", headers=headers)
+            assert huge.status_code == 400, huge.text
+            assert "cursor" in huge.json()["detail"]["message"]
+            refused = await client.post(
+                "/cache/key", json={"key": "k", "value": 1, "ttl": 60}, headers=headers
+            )
+            assert refused.status_code == 502, refused.text
+            assert refused.json()["detail"]["error"] == "CommandRefusedError"
+        assert cache.backend.name == "redis"
+        assert await failovers(cache) == 0
+    finally:
+        await cache.close()

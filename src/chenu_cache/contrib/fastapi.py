@@ -1,11 +1,12 @@
 """Admin HTTP routes for a cache, and its start and stop in a FastAPI app's lifespan.
 
-Install with ``pip install "chenu-cache[fastapi]"``::
+Needs the ``fastapi`` extra (``pip install "chenu-cache[fastapi]"``)::
 
     from chenu_cache import cache_service
     from chenu_cache.contrib.fastapi import create_cache_router
 
-    app.include_router(create_cache_router(cache_service, token=os.environ["CACHE_ADMIN_TOKEN"]))
+    token = os.environ["CHENU_CACHE_ADMIN_TOKEN"]
+    app.include_router(create_cache_router(cache_service, token=token))
 
 Admin routes need the application's own dependency (``dependency=``) or a bearer token
 (``token=``); with both, both must pass. ``/cache/health`` and ``/cache/namespaces``
@@ -37,8 +38,10 @@ from chenu_cache import (
     NO_EXPIRY,
     CacheError,
     CacheTypeError,
+    CommandRefusedError,
     ConfigurationError,
     FallbackCache,
+    InvalidTTLError,
     SerializationError,
     ValidationError,
     ValueTooLargeError,
@@ -55,7 +58,8 @@ MAX_PAGE_SIZE = 1000
 MAX_BODY_BYTES = 1024 * 1024
 _MAX_SCAN_CALLS = 10
 _MIN_TOKEN_LENGTH = 16
-_TOO_LARGE = 413  # Starlette renamed its constant for it; the number is stable
+_TOO_LARGE = 413  # Starlette renamed its constants for these; the numbers are stable
+_UNPROCESSABLE = 422
 
 
 # -- response and request models -------------------------------------------------------
@@ -63,90 +67,168 @@ _TOO_LARGE = 413  # Starlette renamed its constant for it; the number is stable
 
 class ErrorBody(BaseModel):
     error: str = Field(description="The error's type, e.g. InvalidKeyError")
-    message: str
+    message: str = Field(description="What was wrong, for a person to read")
 
 
 class ErrorResponse(BaseModel):
-    detail: ErrorBody | str | list[Any]
+    detail: ErrorBody | str | list[Any] = Field(
+        description="The router's own errors: {error, message}; FastAPI's request "
+        "validation: a list of problems, each with its location (loc) and message (msg)"
+    )
 
 
 class RedisHealth(BaseModel):
-    configured: bool
-    reachable: bool | None = Field(description="null when no Redis is configured")
-    latencyMs: float | None = Field(description="PING round trip in milliseconds")
-    error: str | None
+    configured: bool = Field(description="whether the cache has a Redis (primary) at all")
+    reachable: bool | None = Field(
+        description="whether Redis answered this check's PING; null when none is configured"
+    )
+    latencyMs: float | None = Field(
+        description="PING round trip in milliseconds; null when it did not answer"
+    )
+    error: str | None = Field(description="why the PING failed; null when it answered")
 
 
 class HealthResponse(BaseModel):
     status: str = Field(description='"ok", or "degraded" while serving from memory')
     backend: str = Field(description="backend serving calls now: redis or memory")
-    breakerState: str = Field(description="closed, open or memory-only")
-    redis: RedisHealth
+    breakerState: str = Field(description="closed, open (an outage) or memory-only")
+    redis: RedisHealth = Field(description="the Redis tier, checked by this request")
 
 
 class TierRedis(BaseModel):
-    configured: bool
-    connected: bool
-    usedMemory: str | None
-    connectedClients: int | None
-    hits: int
-    misses: int
-    hitRate: float
+    configured: bool = Field(description="whether the cache has a Redis (primary) at all")
+    connected: bool = Field(
+        description="whether Redis serves calls now; false during an outage, until the "
+        "failback, even if Redis already answers again"
+    )
+    usedMemory: str | None = Field(
+        description='the Redis server\'s memory use, human-readable ("1.2M"); null while '
+        "not connected"
+    )
+    connectedClients: int | None = Field(
+        description="clients connected to the Redis server, from every process; null while "
+        "not connected"
+    )
+    hits: int = Field(
+        description="reads of Redis by this process that found an entry (not the server's "
+        "keyspace counters); 0 while not connected"
+    )
+    misses: int = Field(
+        description="reads of Redis by this process that found nothing; 0 while not connected"
+    )
+    hitRate: float = Field(description="hits / (hits + misses), 4 decimals; 0.0 before any")
 
 
 class TierMemory(BaseModel):
-    hits: int
-    misses: int
-    size: int
-    hitRate: float
-    bytes: int
-    evictions: int
-    expirations: int
+    hits: int = Field(
+        description="reads that reached the memory tier and found an entry; the memory tier "
+        "is read only while it serves (an outage, or a memory-only cache), so this is not "
+        "the cache's hits (see the top-level hits)"
+    )
+    misses: int = Field(
+        description="reads that reached the memory tier and found nothing; not the cache's "
+        "misses (see the top-level misses)"
+    )
+    size: int = Field(description="entries held in memory now (same as entries)")
+    hitRate: float = Field(description="hits / (hits + misses), 4 decimals; 0.0 before any")
+    entries: int = Field(description="entries held in memory now (same as size)")
+    bytes: int = Field(description="bytes held in memory now: keys and encoded values")
+    evictions: int = Field(
+        description="entries dropped, least recently used first, to stay under the memory "
+        "tier's entry or byte bound"
+    )
+    expirations: int = Field(description="entries removed from memory because their TTL ran out")
 
 
 class NamespaceCounters(BaseModel):
-    hits: int
-    misses: int
-    hitRate: float
+    hits: int = Field(description="lookups of a key in this namespace that returned a value")
+    misses: int = Field(description="lookups of a key in this namespace that found nothing")
+    hitRate: float = Field(description="hits / (hits + misses), 4 decimals; 0.0 before any")
 
 
 class LoaderCounters(BaseModel):
-    calls: int
-    errors: int
-    coalesced: int
-    refreshes: int
-    refreshFailures: int
-    staleServed: int
+    calls: int = Field(
+        description="loader runs (get_or_set factories, @cache functions), background "
+        "refreshes included"
+    )
+    errors: int = Field(description="loader runs that raised; nothing was cached for them")
+    coalesced: int = Field(
+        description="callers served by a load another caller had started (single flight): "
+        "loader runs saved"
+    )
+    refreshes: int = Field(description="background refreshes started")
+    refreshFailures: int = Field(
+        description="background refreshes that failed; the cached value kept being served"
+    )
+    staleServed: int = Field(
+        description="times an expired value was returned because its loader failed (stale_if_error)"
+    )
 
 
 class StatsResponse(BaseModel):
-    backend: str
-    redis: TierRedis
-    memory: TierMemory
-    hits: int
-    misses: int
-    hitRate: float
-    evictions: int
-    failovers: int
-    failbacks: int
-    timeOnFallback: float
-    breakerState: str
-    backendErrors: int
-    lastBackendError: str | None
-    decodeErrors: int
-    namespaces: dict[str, NamespaceCounters]
-    loader: LoaderCounters
+    backend: str = Field(
+        description="backend serving calls now: redis, or memory during an outage and in a "
+        "memory-only cache"
+    )
+    redis: TierRedis = Field(description="the Redis (primary) tier")
+    memory: TierMemory = Field(
+        description="the in-process memory (fallback) tier; its hits and misses count only "
+        "the reads it served"
+    )
+    hits: int = Field(
+        description="lookups (get, each key of get_many, get_or_set, @cache) that returned a "
+        "cached value, whichever tier held it"
+    )
+    misses: int = Field(
+        description="lookups that found nothing usable: absent, expired, undecodable "
+        "(decodeErrors) or refused by the server (commandErrors)"
+    )
+    hitRate: float = Field(description="hits / (hits + misses), 4 decimals; 0.0 before any")
+    evictions: int = Field(description="the memory tier's evictions (same as memory.evictions)")
+    failovers: int = Field(description="switches from Redis to the memory fallback")
+    failbacks: int = Field(
+        description="switches back to Redis once it answered and the outage's changes were "
+        "replayed on it"
+    )
+    timeOnFallback: float = Field(
+        description="seconds spent serving from memory in place of Redis, the current "
+        "outage included"
+    )
+    breakerState: str = Field(
+        description="closed (Redis serves), open (an outage: memory serves) or memory-only"
+    )
+    backendErrors: int = Field(
+        description="errors of Redis: every failed call, and every failed probe during an outage"
+    )
+    lastBackendError: str | None = Field(
+        description='the last of those errors ("Type: message"), kept after recovery; its '
+        "time is lastBackendErrorAt; null before any"
+    )
+    lastBackendErrorAt: float | None = Field(
+        description="when lastBackendError happened, in seconds since the epoch (UTC); null "
+        "before any"
+    )
+    decodeErrors: int = Field(
+        description="entries found that could not be decoded, counted as misses"
+    )
+    commandErrors: int = Field(
+        description="reads the server refused for the key (WRONGTYPE, say), counted as misses"
+    )
+    namespaces: dict[str, NamespaceCounters] = Field(
+        description='hits and misses by namespace; keys without one under "(none)"'
+    )
+    loader: LoaderCounters = Field(description="what loads on misses did")
 
 
 class KeysPage(BaseModel):
-    keys: list[str]
+    keys: list[str] = Field(description="logical keys (namespace included, no prefix)")
     cursor: int = Field(description="pass back to get the next page; 0 when done")
-    pattern: str
-    limit: int
+    pattern: str = Field(description="the glob pattern of the request")
+    limit: int = Field(description="the page size asked for; a page may hold a few more")
 
 
 class KeyValue(BaseModel):
-    key: str
+    key: str = Field(description="the logical key (namespace included)")
     value: Any = Field(description="the cached value (null when it is not JSON-serializable)")
     type: str = Field(description="the value's Python type name")
     serializable: bool = Field(description="whether `value` holds the value itself")
@@ -156,13 +238,20 @@ class KeyValue(BaseModel):
 class SetKeyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    key: str = Field(min_length=1, max_length=1024)
-    value: Any
+    key: str = Field(min_length=1, max_length=1024, description="the key to write")
+    value: Any = Field(description="any JSON value")
+    # Strict: a TTL of `true` or `"10"` is a client's mistake, not one second or ten.
     ttl: float | None = Field(
-        default=None, gt=0, description="seconds; null for the namespace's or default TTL"
+        default=None,
+        gt=0,
+        strict=True,
+        description="seconds (a number > 0, at most the cache's max_ttl); null for the "
+        "namespace's or the default TTL; not together with noExpiry",
     )
-    namespace: str | None = Field(default=None, min_length=1, max_length=64)
-    noExpiry: bool = Field(default=False, description="store without expiry (ignores ttl)")
+    namespace: str | None = Field(
+        default=None, min_length=1, max_length=64, description="prefixed to the key, 'ns:key'"
+    )
+    noExpiry: bool = Field(default=False, description="store without expiry; not together with ttl")
 
 
 class SetKeyResponse(BaseModel):
@@ -175,21 +264,23 @@ class Deleted(BaseModel):
 
 
 class DeletedKey(Deleted):
-    key: str
+    key: str = Field(description="the logical key (namespace included)")
 
 
 class DeletedNamespace(Deleted):
-    namespace: str
+    namespace: str = Field(description="the namespace cleared")
 
 
 class NamespaceInfo(BaseModel):
-    name: str
+    name: str = Field(description="the namespace, the part of a key before its first ':'")
     ttl: float | None = Field(description="seconds; null: entries never expire")
 
 
 class NamespacesResponse(BaseModel):
-    namespaces: list[NamespaceInfo]
-    defaultTtl: float | None
+    namespaces: list[NamespaceInfo] = Field(description="the registered namespaces, by name")
+    defaultTtl: float | None = Field(
+        description="seconds, for keys outside these namespaces; null: no expiry"
+    )
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -199,6 +290,14 @@ def _http_error(exc: CacheError) -> HTTPException:
     code = status.HTTP_400_BAD_REQUEST
     if isinstance(exc, ValueTooLargeError):
         code = _TOO_LARGE
+    elif isinstance(exc, InvalidTTLError):
+        # The body's schema refuses some bad TTLs (422) and the cache the others
+        # (over max_ttl, infinite): one status, whichever caught it.
+        code = _UNPROCESSABLE
+    elif isinstance(exc, CommandRefusedError):
+        # Redis is up and refused this command (an ACL, a foreign key's type): the
+        # upstream said no, which is neither the caller's mistake nor an outage.
+        code = status.HTTP_502_BAD_GATEWAY
     elif not isinstance(exc, (ValidationError, CacheTypeError, SerializationError)):
         code = status.HTTP_503_SERVICE_UNAVAILABLE
     return HTTPException(code, detail={"error": type(exc).__name__, "message": str(exc)})
@@ -249,6 +348,38 @@ async def _limit_body(request: Request) -> None:
         )
 
 
+def _has_non_finite(document: Any) -> bool:
+    stack = [document]
+    while stack:  # not recursive: a deeply nested body must not exhaust the stack
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+async def _finite_body(request: Request) -> None:
+    # Python's JSON parser reads NaN and Infinity, which JSON has not. FastAPI's own
+    # 422 for them would echo the number back and fail to encode it (a 500), so they
+    # are refused here, before the body is validated.
+    try:
+        document = await request.json()
+    except ValueError:
+        return  # not JSON at all: FastAPI's validation answers that
+    if _has_non_finite(document):
+        raise HTTPException(
+            _UNPROCESSABLE,
+            detail={
+                "error": "InvalidJSON",
+                "message": "the body holds NaN or Infinity, which JSON does not allow",
+            },
+        )
+
+
 def cache_lifespan(
     cache: FallbackCache,
     lifespan: Callable[[Any], AbstractAsyncContextManager[Any]] | None = None,
@@ -275,8 +406,12 @@ def cache_lifespan(
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "invalid key, pattern, namespace or TTL"},
-    422: {"model": ErrorResponse, "description": "malformed request"},
+    400: {"model": ErrorResponse, "description": "invalid key, pattern or namespace"},
+    422: {"model": ErrorResponse, "description": "malformed request, or an invalid TTL"},
+    502: {
+        "model": ErrorResponse,
+        "description": "Redis refused the command (an ACL forbids it, a key of another type)",
+    },
 }
 _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "no bearer token"},
@@ -407,11 +542,13 @@ def create_cache_router(
     @router.post(
         "/key",
         response_model=SetKeyResponse,
-        dependencies=[*admin, Depends(_limit_body)],
+        dependencies=[*admin, Depends(_limit_body), Depends(_finite_body)],
         responses={**admin_errors, 413: {"model": ErrorResponse, "description": "too large"}},
         summary="Set a value",
     )
     async def set_key(body: SetKeyRequest) -> SetKeyResponse:
+        if body.noExpiry and body.ttl is not None:
+            raise _http_error(InvalidTTLError("pass ttl or noExpiry, not both"))
         ttl: Any = NO_EXPIRY if body.noExpiry else body.ttl
         await _guard(cache.set(body.key, body.value, ttl=ttl, namespace=body.namespace))
         logical = f"{body.namespace}:{body.key}" if body.namespace else body.key
