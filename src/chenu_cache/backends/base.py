@@ -45,8 +45,11 @@ class Backend(Protocol):
     * ``scan`` pages with an integer cursor: start at ``0``, stop when it returns ``0``.
       Every key present for the whole scan is returned at least once; a page may be
       empty before the end.
-    * Failures surface as `BackendError` subclasses and
-      nothing else; methods never block the event loop.
+    * A backend that cannot serve (unreachable, too slow, not serving) raises a
+      `BackendError` subclass, and the facade fails over. One that answers but refuses
+      a command for its key or arguments raises `CommandRefusedError` (no failover;
+      reads are misses); an argument out of range, `ValidationError`. Nothing else
+      escapes; methods never block the event loop.
     """
 
     @property
