@@ -1,21 +1,17 @@
 """``FallbackCache``: the cache users talk to.
 
-It composes a primary backend (Redis) and a fallback (memory), serializes values,
-applies namespaces and TTLs, and hands every call to whichever backend the failover
-says is serving. Backend errors never reach the caller: the call is answered by the
-fallback instead.
+It composes a primary backend (Redis) and a fallback (memory), serializes values and
+applies namespaces and TTLs. What a call is (a read, a write, a change, a query) is
+said here; how it reaches a backend is the current route's business (`_routes`), and
+misses go to the loader (`_loader`). Backend errors never reach the caller: the route
+answers from the fallback instead.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import inspect
 import logging
-import math
 import os
 import random
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
@@ -25,8 +21,10 @@ from typing import Any, TypeVar, overload
 from typing_extensions import ParamSpec, Self
 
 from ._glob import validate_pattern
+from ._loader import Loader, freshness_of
+from ._routes import Route
 from ._types import MISSING, TTL
-from .backends.base import Backend, SupportsLock
+from .backends.base import Backend, DeclaresRecentWindow
 from .backends.memory import MemoryBackend
 from .backends.redis import DEFAULT_CONNECT_TIMEOUT, DEFAULT_OPERATION_TIMEOUT, RedisBackend
 from .decorator import CachedFunction, KeyBuilder, bind_decorator
@@ -39,16 +37,7 @@ from .exceptions import (
     ValidationError,
 )
 from .failover import Failover, Transition
-from .freshness import (
-    ENVELOPE_MAGIC,
-    BackgroundTasks,
-    EntryTiming,
-    Freshness,
-    SingleFlight,
-    unwrap,
-    wrap,
-    xfetch_due,
-)
+from .freshness import ENVELOPE_MAGIC, unwrap
 from .keys import DEFAULT_MAX_KEY_LENGTH, NAMESPACE_SEPARATOR, namespace_of, qualify
 from .keys import validate_namespace as _validate_namespace
 from .namespaces import DEFAULT_MAX_TTL, DEFAULT_TTL, NamespaceRegistry, to_seconds
@@ -78,18 +67,14 @@ _MAX_SCAN_COUNT = 10_000
 _MAX_CURSOR = 2**64  # Redis cursors are unsigned 64-bit
 _MAX_RESOLVED = 8192  # remembered keys; cleared wholesale when full (cheap, rare)
 _ENVELOPE_BYTE = bytes((ENVELOPE_MAGIC,))
-_EXPIRED: Any = object()  # an entry past its TTL, still kept for serve-stale-on-error
-_STALE_RETRY = 1.0  # after a failed load, serve stale this long before trying again
-_MAX_STALE_KEYS = 10_000
-_LOCK_POLL_FIRST = 0.005  # a lock waiter looks for the holder's value after 5 ms ...
-_LOCK_POLL_MAX = 0.2  # ... doubling up to 200 ms: a few commands per second at most
+_ABSENT: Any = object()  # stored bytes that give no value: expired, or undecodable
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
+def _recent_window(primary: Backend | None) -> float:
+    declared: object = primary  # a Backend need not declare it
+    if isinstance(declared, DeclaresRecentWindow):
+        return float(declared.recent_window)
+    return 2.0
 
 
 class FallbackCache:
@@ -161,7 +146,6 @@ class FallbackCache:
         self.codec = Codec(
             serializer, compress_threshold=compress_threshold, max_value_size=max_value_size
         )
-        self._decode_payload = self.codec.decode
         # Hot-path shortcuts: the plain header and the serializer's loads, to decode
         # the common entry (uncompressed, no envelope) without a call through the codec.
         self._plain_header = self.codec.encode(None)[:3]
@@ -174,16 +158,12 @@ class FallbackCache:
             if fallback is not None
             else MemoryBackend(max_entries=memory_max_entries, max_bytes=memory_max_bytes)
         )
-        # The built-in memory tier can answer without an await.
-        self._get_nowait: Callable[[str], bytes | None] | None = (
-            self._fallback.get_nowait if isinstance(self._fallback, MemoryBackend) else None
-        )
         if redis_url is not None:
             primary = self._redis_from_url(redis_url)
         self._recent_window_given = recent_window is not None
         if recent_window is None:
             # A backend may know its deployment needs more (RedisBackend behind Sentinel).
-            recent_window = float(getattr(primary, "recent_window", 2.0))
+            recent_window = _recent_window(primary)
         self._failover = Failover(
             self._fallback,
             primary,
@@ -194,25 +174,27 @@ class FallbackCache:
             recent_window=recent_window,
             on_transition=on_transition,
         )
-        # The memory tier's no-await read while it serves with no primary at all; None
-        # otherwise. Set at each switch, so a hit decides nothing per call.
-        self._memory_nowait: Callable[[str], bytes | None] | None = None
+        # The failover swaps the route on each transition: a call decides nothing.
+        self._route: Route = self._failover.route
         self._failover.on_switch = self._on_switch
-        self._on_switch()
-        self._flights: SingleFlight[bytes] = SingleFlight()
         self._counters = Counters()
         self._said_memory_only = False
         self._primary_from_initialize = False
         # Freshness metadata is shared across processes, so it runs on the wall clock.
         self._clock = clock
-        self._random = rng
-        self._background = BackgroundTasks()
-        self._stale_retry: dict[str, float] = {}
-        self._stale_logged: set[str] = set()
+        self._loader = Loader(
+            codec=self.codec,
+            counters=self._counters,
+            read=self._read,
+            store=self._store_loaded,
+            route=lambda: self._route,
+            undecodable=self._undecodable,
+            clock=clock,
+            rng=rng,
+        )
 
     def _on_switch(self) -> None:
-        memory_only = self._failover.primary is None
-        self._memory_nowait = self._get_nowait if memory_only else None
+        self._route = self._failover.route
 
     def _redis_from_url(self, url: str) -> RedisBackend:
         return RedisBackend(url, **self._redis_options)
@@ -251,7 +233,7 @@ class FallbackCache:
             self._failover.set_primary(new)
             self._primary_from_initialize = True
             if not self._recent_window_given:
-                self._failover.recent_window = new.recent_window
+                self._failover.recent_window = _recent_window(new)
             if old is not None:
                 await old.close()
         if self._failover.primary is None:
@@ -273,8 +255,7 @@ class FallbackCache:
         is dropped, so the cache is as before ``initialize()``: memory-only. One given to
         the constructor stays, and is used again by the next call.
         """
-        await self._background.cancel_all()
-        await self._flights.cancel_all()
+        await self._loader.close()
         await self._failover.close()
         primary = self._failover.primary
         if primary is not None:
@@ -299,95 +280,38 @@ class FallbackCache:
     ) -> None:
         await self.close()
 
-    # -- routing ---------------------------------------------------------------------
+    # -- reading and decoding -----------------------------------------------------
 
     async def _read(self, key: str) -> bytes | None:
-        failover = self._failover
-        backend = failover.active
-        if backend is self._fallback:
-            failover.ensure_probe()  # its loop may be gone (an earlier asyncio.run())
-        else:
-            try:
-                return await backend.get(key)
-            except BackendError as exc:
-                await self._failover.failed(exc)
-            except CommandRefusedError as exc:
-                self._refused(key, exc)
-                return None
-        return await self._fallback.get(key)
+        """The stored bytes of ``key`` through the current route; a refused read misses."""
+        try:
+            return await self._route.read(key)
+        except CommandRefusedError as exc:
+            self._refused(key, exc)
+            return None
 
-    async def _store(self, key: str, data: bytes, ttl: float | None) -> None:
-        failover = self._failover
-        while True:
-            backend = failover.active
-            if backend is not self._fallback:
-                try:
-                    await backend.set(key, data, ttl)
-                except BackendError as exc:
-                    await failover.failed(exc)
-                else:
-                    failover.remember(key)
-                    return
-            if failover.gate is not None:  # a failback is finishing: wait, then re-route
-                await failover.gate.wait()
-                continue
-            if failover.journaling:
-                failover.ensure_probe()
-                failover.journal.add_keys((key,))
-                ttl = failover.cap_ttl(ttl)
-            await self._fallback.set(key, data, ttl)
-            return
+    async def _store_loaded(self, key: str, data: bytes, ttl: float | None) -> None:
+        try:
+            await self._route.write(key, data, ttl)
+        except CommandRefusedError as exc:
+            # The caller asked to read: the value it waited for is the answer, whether
+            # or not the server would keep it.
+            self._refused(key, exc)
 
-    async def _route(
-        self,
-        call: Callable[[Backend], Awaitable[T]],
-        *,
-        keys: Iterable[str] = (),
-        pattern: str | None = None,
-        everything: bool = False,
-    ) -> T:
-        """Run ``call`` on the serving backend; on failure, on the fallback, journaled."""
-        failover = self._failover
-        backend = failover.active
-        if backend is not self._fallback:
-            try:
-                result = await call(backend)
-            except BackendError as exc:
-                await failover.failed(exc)
-            else:
-                if everything:
-                    failover.remember(None)
-                elif pattern is not None:
-                    failover.remember(pattern, pattern=True)
-                else:
-                    for key in keys:
-                        failover.remember(key)
-                return result
-        if failover.gate is not None and (keys or pattern is not None or everything):
-            # A failback is finishing: a change must wait for it, then take the new route.
-            await failover.gate.wait()
-            return await self._route(call, keys=keys, pattern=pattern, everything=everything)
-        if failover.journaling:
-            failover.ensure_probe()
-            # Journaled before the fallback runs the call, so a failback that happens
-            # meanwhile still replays it.
-            journal = failover.journal
-            if everything:
-                journal.add_everything()
-            elif pattern is not None:
-                journal.add_pattern(pattern)
-            else:
-                journal.add_keys(keys)
-        return await call(self._fallback)
-
-    def _decode(self, data: bytes) -> Any:
-        """Decode stored bytes; ``_EXPIRED`` for an entry past its logical TTL."""
-        if data[:1] == _ENVELOPE_BYTE:
-            payload, timing = unwrap(data)
-            if timing is not None and self._clock() >= timing.expires_at:
-                return _EXPIRED  # kept only to be served if its loader fails
-            return self._decode_payload(payload)
-        return self._decode_payload(data)
+    def _value(self, key: str, data: bytes) -> Any:
+        """Decode stored bytes: the value, or ``_ABSENT`` (expired or undecodable)."""
+        try:
+            if data[:3] == self._plain_header:
+                return self._loads(data[3:])
+            if data[:1] == _ENVELOPE_BYTE:
+                payload, timing = unwrap(data)
+                if timing is not None and self._clock() >= timing.expires_at:
+                    return _ABSENT  # kept only to be served if its loader fails
+                return self.codec.decode(payload)
+            return self.codec.decode(data)
+        except DeserializationError as exc:
+            self._undecodable(key, exc)
+            return _ABSENT
 
     def _key(self, key: str, namespace: str | None) -> str:
         return self._resolve(key, namespace)[0]
@@ -429,32 +353,13 @@ class FallbackCache:
         copy: mutating it never changes the cache.
         """
         full, _, slot = self._resolve(key, namespace)
-        nowait = self._memory_nowait
-        if nowait is not None:
-            data = nowait(full)
-        elif (backend := self._failover.active) is self._fallback:
-            data = await self._read(full)
-        else:
-            try:  # _read(), inlined: this is the hit path
-                data = await backend.get(full)
-            except BackendError as exc:
-                await self._failover.failed(exc)
-                data = await self._fallback.get(full)
-            except CommandRefusedError as exc:
-                self._refused(full, exc)
-                data = None
+        nowait = self._route.nowait
+        data = nowait(full) if nowait is not None else await self._read(full)
         if data is not None:
-            try:
-                if data[:3] == self._plain_header:
-                    value = self._loads(data[3:])
-                else:
-                    value = self._decode(data)
-            except DeserializationError as exc:
-                self._undecodable(full, exc)
-            else:
-                if value is not _EXPIRED:
-                    slot[0] += 1
-                    return value
+            value = self._value(full, data)
+            if value is not _ABSENT:
+                slot[0] += 1
+                return value
         slot[1] += 1
         return default
 
@@ -465,13 +370,9 @@ class FallbackCache:
         entry stored compressed or with freshness metadata, it returns ``default`` and
         the caller should ``await get(...)``. The decorator's hit path uses it.
         """
-        get_nowait = self._memory_nowait
+        get_nowait = self._route.nowait
         if get_nowait is None:
-            get_nowait = self._get_nowait
-            if get_nowait is None or self._failover.active is not self._fallback:
-                return default
-            if _running_loop() is not None:
-                self._failover.ensure_probe()
+            return default
         entry = None
         if type(key) is str:
             if namespace is None:
@@ -498,29 +399,25 @@ class FallbackCache:
         resolved = [self._resolve(k, namespace) for k in requested]
         full = [logical for logical, _, _ in resolved]
         try:
-            found = await self._route(lambda b: b.get_many(full))
+            found = await self._route.read_many(full)
         except CommandRefusedError as exc:
-            self._refused(",".join(full), exc)
+            self._refused(full[0] if len(full) == 1 else f"{len(full)} keys", exc)
             found = [None] * len(full)
         result: dict[str, Any] = {}
         for key, (logical, _, slot), data in zip(requested, resolved, found, strict=True):
             if data is not None:
-                try:
-                    value = self._decode(data)
-                except DeserializationError as exc:
-                    self._undecodable(logical, exc)
-                else:
-                    if value is not _EXPIRED:
-                        result[key] = value
-                        slot[0] += 1
-                        continue
+                value = self._value(logical, data)
+                if value is not _ABSENT:
+                    result[key] = value
+                    slot[0] += 1
+                    continue
             slot[1] += 1
         return result
 
     async def ttl(self, key: str, namespace: str | None = None) -> float | None:
         """Remaining seconds to live; ``math.inf`` without expiry; ``None`` when missing."""
         full = self._key(key, namespace)
-        return await self._route(lambda b: b.ttl(full))
+        return await self._route.query(lambda b: b.ttl(full))
 
     async def exists(self, key: str, namespace: str | None = None) -> bool:
         """Whether an entry is cached under ``key`` (a cached ``None`` counts)."""
@@ -541,7 +438,7 @@ class FallbackCache:
             raise ValidationError(f"cursor {cursor} is out of range: a scan cursor is below 2**64")
         if type(count) is not int or not 1 <= count <= _MAX_SCAN_COUNT:
             raise CacheTypeError(f"count must be an int between 1 and {_MAX_SCAN_COUNT}")
-        return await self._route(lambda b: b.scan(pattern, cursor, count))
+        return await self._route.query(lambda b: b.scan(pattern, cursor, count))
 
     # -- writes ----------------------------------------------------------------------
 
@@ -556,7 +453,13 @@ class FallbackCache:
         """
         full, ns, _ = self._resolve(key, namespace)
         seconds = self.namespaces.resolve(ttl, ns)
-        await self._store(full, self.codec.encode(value), seconds)
+        data = self.codec.encode(value)
+        route = self._route
+        write_nowait = route.write_nowait
+        if write_nowait is not None:
+            write_nowait(full, data, seconds)
+        else:
+            await route.write(full, data, seconds)
 
     async def set_many(
         self, items: Mapping[str, Any], ttl: TTL = None, namespace: str | None = None
@@ -566,16 +469,8 @@ class FallbackCache:
         for key, value in items.items():
             full, ns, _ = self._resolve(key, namespace)
             entries.append((full, self.codec.encode(value), self.namespaces.resolve(ttl, ns)))
-        if not entries:
-            return
-
-        def write(backend: Backend) -> Awaitable[None]:
-            if backend is self._fallback and self._failover.journaling:
-                cap = self._failover.cap_ttl
-                return backend.set_many([(k, v, cap(t)) for k, v, t in entries])
-            return backend.set_many(entries)
-
-        await self._route(write, keys=[k for k, _, _ in entries])
+        if entries:
+            await self._route.write_many(entries)
 
     async def get_or_set(
         self,
@@ -606,210 +501,29 @@ class FallbackCache:
         """
         full, ns, slot = self._resolve(key, namespace)
         if ttl is not None:
-            to_seconds(ttl, max_ttl=self.namespaces.max_ttl)
-        if refresh_after is not None or stale_if_error is not None or early_refresh is not None:
-            fresh = Freshness.build(refresh_after, stale_if_error, early_refresh, lock)
-        elif lock is not False:
-            fresh = Freshness.build(lock=lock)
-        else:
-            fresh = None
+            to_seconds(ttl, max_ttl=self.namespaces.max_ttl)  # a bad TTL raises, hit or miss
+        loader = self._loader
+        fresh = freshness_of(refresh_after, stale_if_error, early_refresh, lock)
         if fresh is not None:
-            return await self._get_or_set_fresh(full, ns, slot, factory, ttl, fresh)
-        flights = self._flights
-        if full not in flights.running:  # while a load runs, reading the backend is pointless
-            backend = self._failover.active
-            nowait = self._memory_nowait
-            if nowait is not None:
-                data = nowait(full)
-            elif backend is self._fallback:
-                data = await self._read(full)
-            else:
-                epoch = flights.completed
-                try:  # _lookup(), inlined: this is the hit path
-                    data = await backend.get(full)
-                except BackendError as exc:
-                    await self._failover.failed(exc)
-                    data = await self._fallback.get(full)
-                except CommandRefusedError as exc:
-                    self._refused(full, exc)
-                    data = None
-                if data is None and flights.completed != epoch and full not in flights.running:
-                    data = await self._read(full)  # a load finished meanwhile: look again
+            seconds = self.namespaces.resolve(ttl, ns)
+            return await loader.get_or_set(full, slot, factory, seconds, fresh)
+        if full not in loader.flights.running:  # while a load runs, reading is pointless
+            nowait = self._route.nowait
+            data = nowait(full) if nowait is not None else await loader.lookup(full)
             if data is not None:
-                try:
-                    if data[:3] == self._plain_header:
-                        value = self._loads(data[3:])
-                    else:
-                        value = self._decode(data)
-                except DeserializationError as exc:
-                    self._undecodable(full, exc)
-                else:
-                    if value is not _EXPIRED:
-                        slot[0] += 1
-                        return value
+                value = self._value(full, data)
+                if value is not _ABSENT:
+                    slot[0] += 1
+                    return value
         slot[1] += 1
-        seconds = self.namespaces.resolve(ttl, ns)
-        payload = await flights.run(full, lambda: self._load(full, factory, seconds, None))
-        return self._decode_payload(payload)
-
-    async def _lookup(self, key: str) -> bytes | None:
-        epoch = self._flights.completed
-        data = await self._read(key)
-        if data is None and key not in self._flights and self._flights.completed != epoch:
-            # A load finished while we read: our miss may predate its write.
-            data = await self._read(key)
-        return data
-
-    async def _get_or_set_fresh(
-        self,
-        full: str,
-        ns: str | None,
-        slot: list[int],
-        factory: Callable[[], Any],
-        ttl: TTL,
-        fresh: Freshness,
-    ) -> Any:
-        seconds = self.namespaces.resolve(ttl, ns)
-        flights = self._flights
-        stale: Any = _EXPIRED
-        if full not in flights:
-            data = await self._lookup(full)
-            if data is not None:
-                try:
-                    payload, timing = unwrap(data)
-                    value = self._decode_payload(payload)
-                except DeserializationError as exc:
-                    self._undecodable(full, exc)
-                else:
-                    now = self._clock()
-                    if timing is None or now < timing.expires_at:
-                        if timing is not None and self._due(now, timing, fresh):
-                            self._refresh(full, factory, seconds, fresh)
-                        slot[0] += 1
-                        return value
-                    window = fresh.stale_if_error
-                    if window is not None and now <= timing.expires_at + window:
-                        stale = value
-                        if now < self._stale_retry.get(full, -math.inf):
-                            # The loader failed moments ago: serve stale, retry later.
-                            self._counters.stale_served += 1
-                            slot[0] += 1
-                            return stale
-        slot[1] += 1
-        try:
-            payload = await flights.run(full, lambda: self._load_for(full, factory, seconds, fresh))
-        except Exception as exc:
-            if stale is _EXPIRED:
-                raise
-            self._serve_stale(full, exc, fresh)
-            return stale
-        self._stale_retry.pop(full, None)
-        return self._decode_payload(payload)
-
-    def _due(self, now: float, timing: EntryTiming, fresh: Freshness) -> bool:
-        """Whether a hit should start a background refresh."""
-        if fresh.refresh_after is not None and now - timing.written_at >= fresh.refresh_after:
-            return True
-        beta = fresh.early_refresh
-        return beta is not None and xfetch_due(now, timing, beta, self._random)
-
-    def _refresh(
-        self, key: str, factory: Callable[[], Any], ttl: float | None, fresh: Freshness
-    ) -> None:
-        if key in self._flights:  # a load is already bringing a new value
-            return
-        self._background.start(
-            key,
-            lambda: self._flights.run(key, lambda: self._load_for(key, factory, ttl, fresh)),
-        )
-
-    def _serve_stale(self, key: str, exc: Exception, fresh: Freshness) -> None:
-        window = fresh.stale_if_error or 0.0
-        self._stale_retry[key] = self._clock() + min(_STALE_RETRY, window)
-        if len(self._stale_retry) > _MAX_STALE_KEYS:
-            self._stale_retry.pop(next(iter(self._stale_retry)))
-        self._counters.stale_served += 1
-        if key not in self._stale_logged and len(self._stale_logged) < _MAX_STALE_KEYS:
-            self._stale_logged.add(key)
-            logger.warning(
-                "chenu_cache: loader for %r failed (%s); serving the stale value",
-                key,
-                type(exc).__name__,
-            )
-
-    async def _load_for(
-        self, key: str, factory: Callable[[], Any], ttl: float | None, fresh: Freshness
-    ) -> bytes:
-        """Load under the cross-process lock when asked for and possible, else directly."""
-        lock_ttl = fresh.lock_ttl
-        backend = self._failover.active
-        if lock_ttl is None or backend is self._fallback or not isinstance(backend, SupportsLock):
-            return await self._load(key, factory, ttl, fresh)
-        token = secrets.token_hex(16)
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + 2 * lock_ttl
-        delay = _LOCK_POLL_FIRST
-        while True:
-            try:
-                if await backend.acquire_lock(key, token, lock_ttl):
-                    break
-            except BackendError as exc:
-                await self._failover.failed(exc)  # Redis is gone: in-process single flight
-                return await self._load(key, factory, ttl, fresh)
-            # Another process loads: wait for its value with backoff, never spinning.
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _LOCK_POLL_MAX)
-            data = await self._read(key)
-            if data is not None:
-                payload, timing = unwrap(data)
-                if timing is None or self._clock() < timing.expires_at:
-                    return payload
-            if loop.time() >= give_up:
-                return await self._load(key, factory, ttl, fresh)
-        try:
-            return await self._load(key, factory, ttl, fresh)
-        finally:
-            with contextlib.suppress(BackendError):  # else it lapses after lock_ttl
-                await backend.release_lock(key, token)
-
-    async def _load(
-        self,
-        key: str,
-        factory: Callable[[], Any],
-        ttl: float | None,
-        fresh: Freshness | None,
-    ) -> bytes:
-        """Run the factory, store its encoded value, return the codec's bytes."""
-        self._counters.loader_calls += 1
-        started = self._clock()
-        try:
-            value = factory()
-            if inspect.isawaitable(value):
-                value = await value
-        except Exception:
-            self._counters.loader_errors += 1
-            raise
-        data = self.codec.encode(value)
-        stored, physical = data, ttl
-        if fresh is not None and fresh.timed:
-            now = self._clock()
-            stored = wrap(data, EntryTiming(now, ttl, max(0.0, now - started)))
-            if ttl is not None and fresh.stale_if_error is not None:
-                physical = ttl + fresh.stale_if_error  # outlive expiry to be served on error
-        try:
-            await self._store(key, stored, physical)
-        except CommandRefusedError as exc:
-            # The caller asked to read: the value it waited for is the answer, whether
-            # or not the server would keep it.
-            self._refused(key, exc)
-        return data
+        return await loader.load(full, factory, self.namespaces.resolve(ttl, ns))
 
     # -- invalidation ----------------------------------------------------------------
 
     async def invalidate(self, key: str, namespace: str | None = None) -> bool:
         """Delete one entry; return whether it existed."""
         full = self._key(key, namespace)
-        return await self._route(lambda b: b.delete(full), keys=(full,))
+        return await self._route.change(lambda b: b.delete(full), keys=(full,))
 
     async def delete(self, key: str, namespace: str | None = None) -> bool:
         """Alias of `invalidate()`."""
@@ -820,21 +534,21 @@ class FallbackCache:
         full = [self._key(k, namespace) for k in keys]
         if not full:
             return 0
-        return await self._route(lambda b: b.delete_many(full), keys=full)
+        return await self._route.change(lambda b: b.delete_many(full), keys=full)
 
     async def invalidate_pattern(self, pattern: str) -> int:
         """Delete every entry whose logical key matches the Redis glob ``pattern``."""
         validate_pattern(pattern, max_length=self.max_key_length)
-        return await self._route(lambda b: b.delete_pattern(pattern), pattern=pattern)
+        return await self._route.change(lambda b: b.delete_pattern(pattern), pattern=pattern)
 
     async def invalidate_namespace(self, namespace: str) -> int:
         """Delete every entry of ``namespace``; return how many were deleted."""
         pattern = _validate_namespace(namespace) + NAMESPACE_SEPARATOR + "*"
-        return await self._route(lambda b: b.delete_pattern(pattern), pattern=pattern)
+        return await self._route.change(lambda b: b.delete_pattern(pattern), pattern=pattern)
 
     async def clear(self) -> int:
         """Delete every entry under this cache's prefix (never other software's keys)."""
-        return await self._route(lambda b: b.clear(), everything=True)
+        return await self._route.change(lambda b: b.clear(), everything=True)
 
     # -- decorator -------------------------------------------------------------------
 
@@ -933,9 +647,9 @@ class FallbackCache:
             loader=LoaderStatistics(
                 calls=counters.loader_calls,
                 errors=counters.loader_errors,
-                coalesced=self._flights.joined,
-                refreshes=self._background.started,
-                refresh_failures=self._background.failed,
+                coalesced=self._loader.flights.joined,
+                refreshes=self._loader.background.started,
+                refresh_failures=self._loader.background.failed,
                 stale_served=counters.stale_served,
             ),
             failover=self._failover.statistics(),

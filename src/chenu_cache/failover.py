@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from ._glob import escape_glob
+from ._routes import Direct, Gated, Journaling, Primary, Route
 from .backends.base import Backend
 from .exceptions import BackendError, CacheError
 from .keys import NAMESPACE_SEPARATOR, namespace_of
@@ -167,6 +168,8 @@ class Failover:
         self._sleep = sleep
         self._probe: asyncio.Task[None] | None = None
         self._owed = False  # a primary was ever used: changes on the fallback are journaled
+        self.route: Route = Direct(self)
+        """How calls reach the backends now; replaced on every transition."""
         self.on_switch: Callable[[], object] | None = None
         """Called, synchronously, whenever ``active`` or ``primary`` changes."""
         self.gate: asyncio.Event | None = None
@@ -221,6 +224,18 @@ class Failover:
         self._switched()
 
     def _switched(self) -> None:
+        """Build the route of the state just entered, then tell the facade."""
+        primary = self.primary
+        route: Route
+        if primary is not None and self.active is primary:
+            route = Primary(self, primary)
+        elif self.gate is not None:
+            route = Gated(self, self.gate)
+        elif self.journaling:
+            route = Journaling(self, probe=primary is not None)
+        else:
+            route = Direct(self)
+        self.route = route
         listener = self.on_switch
         if listener is not None:
             listener()
@@ -391,6 +406,7 @@ class Failover:
         if not self.journal:
             return
         self.gate = asyncio.Event()
+        self._switched()
         try:
             await self._replay_round(primary)
         except BaseException:
@@ -408,6 +424,7 @@ class Failover:
     def _open_gate(self) -> None:
         gate, self.gate = self.gate, None
         if gate is not None:
+            self._switched()
             gate.set()
 
     async def _fail_back(self, primary: Backend) -> None:

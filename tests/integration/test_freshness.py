@@ -218,7 +218,7 @@ async def test_early_refresh_refreshes_before_expiry(
 
     draws = iter([0.999, 0.001])  # first hit: far from due; second: due
 
-    timed_cache._random = lambda: next(draws)
+    timed_cache._loader._random = lambda: next(draws)
     assert await timed_cache.get_or_set("k", slow_loader, ttl=60, early_refresh=1.0) == 1
     wall.advance(50)  # 8 s before expiry
     assert await timed_cache.get_or_set("k", slow_loader, ttl=60, early_refresh=1.0) == 1

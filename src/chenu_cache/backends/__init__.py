@@ -1,7 +1,15 @@
 """Storage backends: the `Backend` protocol and its two built-in implementations."""
 
-from .base import Backend, BackendStats, SupportsLock
+from .base import Backend, BackendStats, DeclaresRecentWindow, SupportsLock, SupportsNowait
 from .memory import MemoryBackend
 from .redis import RedisBackend
 
-__all__ = ["Backend", "BackendStats", "MemoryBackend", "RedisBackend", "SupportsLock"]
+__all__ = [
+    "Backend",
+    "BackendStats",
+    "DeclaresRecentWindow",
+    "MemoryBackend",
+    "RedisBackend",
+    "SupportsLock",
+    "SupportsNowait",
+]

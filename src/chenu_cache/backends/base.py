@@ -6,7 +6,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Backend", "BackendStats", "SupportsLock"]
+__all__ = [
+    "Backend",
+    "BackendStats",
+    "DeclaresRecentWindow",
+    "SupportsLock",
+    "SupportsNowait",
+]
 
 
 @dataclass(frozen=True)
@@ -127,3 +133,28 @@ class SupportsLock(Protocol):
     async def release_lock(self, key: str, token: str) -> bool:
         """Release the lock on ``key`` if ``token`` holds it; return whether it did."""
         ...
+
+
+@runtime_checkable
+class SupportsNowait(Protocol):
+    """An optional ability: reads and writes that never wait (an in-process store).
+
+    ``get_nowait`` and ``set_nowait`` behave exactly as ``get`` and ``set`` but are plain
+    functions: the facade answers from such a fallback without an ``await``.
+    """
+
+    def get_nowait(self, key: str) -> bytes | None:
+        """`Backend.get`, without the coroutine."""
+        ...
+
+    def set_nowait(self, key: str, value: bytes, ttl: float | None) -> None:
+        """`Backend.set`, without the coroutine."""
+        ...
+
+
+@runtime_checkable
+class DeclaresRecentWindow(Protocol):
+    """An optional declaration: how many seconds of acknowledged changes a failover of
+    this backend should replay (its deployment may lose them: 10 s behind Sentinel)."""
+
+    recent_window: float

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 from .._glob import compile_glob
 from ..exceptions import ConfigurationError, ValueTooLargeError
-from .base import Backend, BackendStats
+from .base import Backend, BackendStats, SupportsNowait
 
 __all__ = ["MemoryBackend"]
 
@@ -23,7 +23,7 @@ _Entry = tuple[bytes, "float | None", int]
 _SWEEP_PER_WRITE = 32
 
 
-class MemoryBackend(Backend):
+class MemoryBackend(Backend, SupportsNowait):
     """LRU cache of bytes with per-entry TTL, bounded by entries and optionally by bytes.
 
     Expiry is lazy (an expired entry is dropped when read) plus an amortised sweep: a
@@ -92,6 +92,10 @@ class MemoryBackend(Backend):
     # -- writes ----------------------------------------------------------------------
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
+        self.set_nowait(key, value, ttl)
+
+    def set_nowait(self, key: str, value: bytes, ttl: float | None) -> None:
+        """`set()` without the coroutine: the store never has to wait."""
         self._check_size(key, value)
         self._store(key, value, ttl)
         self._sweep(_SWEEP_PER_WRITE)

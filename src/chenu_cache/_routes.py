@@ -1,0 +1,273 @@
+"""Routes: how a call reaches the backends, one object per failover state.
+
+This is the only place where a call meets a backend. `Failover` (the state machine)
+builds the route of each state and swaps it, synchronously, on every transition; the
+facade only says what a call is and hands it to the current route:
+
+- memory-only, `Direct`: every call on the fallback; reads and writes without an await.
+- closed, `Primary`: the primary; a `BackendError` fails over, then the call takes the
+  new route; writes and changes are remembered (the recent window).
+- open (an outage), `Journaling`: writes and changes are journaled first, entries get
+  the outage TTL cap, then the fallback runs them; every call restarts a dead probe.
+- after ``close()`` of a cache that had a primary, `Journaling` without a probe: the
+  journal waits for the next ``initialize()``; reads need no await.
+- the last replay round, `Gated`: reads go on; writes and changes wait at the gate,
+  then take the new route.
+
+Reads are ``read``/``read_many``; writes ``write``/``write_many``; changes (deletes,
+pattern and namespace invalidations, ``clear``) ``change``; queries that change nothing
+and need no journal (``ttl``, ``scan``) ``query``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+from .backends.base import Backend, SupportsLock, SupportsNowait
+from .exceptions import BackendError
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from .failover import Failover
+
+__all__ = ["Direct", "Gated", "Journaling", "Primary", "Route"]
+
+T = TypeVar("T")
+Entries = Sequence[tuple[str, bytes, float | None]]
+
+
+class Route:
+    """The fallback, directly: a memory-only cache. Other routes refine it."""
+
+    name = "memory-only"
+    lock: SupportsLock | None = None
+    """A backend for the cross-process load lock, when this route has one."""
+
+    def __init__(self, failover: Failover) -> None:
+        self.failover = failover
+        self.fallback: Backend = failover.fallback
+        self.backend: Backend = failover.fallback
+        """The backend this route's calls are served by."""
+        nowait = self.fallback if isinstance(self.fallback, SupportsNowait) else None
+        self.nowait: Callable[[str], bytes | None] | None = (
+            nowait.get_nowait if nowait is not None else None
+        )
+        """A read that needs no await, when the route has one (else ``None``)."""
+        self.write_nowait: Callable[[str, bytes, float | None], None] | None = (
+            nowait.set_nowait if nowait is not None else None
+        )
+
+    async def read(self, key: str) -> bytes | None:
+        return await self.fallback.get(key)
+
+    async def read_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return await self.fallback.get_many(keys)
+
+    async def write(self, key: str, data: bytes, ttl: float | None) -> None:
+        await self.fallback.set(key, data, ttl)
+
+    async def write_many(self, entries: Entries) -> None:
+        await self.fallback.set_many(entries)
+
+    async def change(
+        self,
+        call: Callable[[Backend], Awaitable[T]],
+        *,
+        keys: Iterable[str] = (),
+        pattern: str | None = None,
+        everything: bool = False,
+    ) -> T:
+        return await call(self.fallback)
+
+    async def query(self, call: Callable[[Backend], Awaitable[T]]) -> T:
+        return await call(self.fallback)
+
+    async def failed(self, exc: BackendError) -> None:
+        """A call this route made on its backend failed (the lock's, say)."""
+        await self.failover.failed(exc)
+
+
+Direct = Route
+
+
+class Primary(Route):
+    """The primary serves; a `BackendError` fails over and the call takes the new route."""
+
+    name = "primary"
+
+    def __init__(self, failover: Failover, primary: Backend) -> None:
+        super().__init__(failover)
+        self.primary = self.backend = primary
+        self.nowait = self.write_nowait = None
+        self.lock = primary if isinstance(primary, SupportsLock) else None
+
+    async def read(self, key: str) -> bytes | None:
+        try:
+            return await self.primary.get(key)
+        except BackendError as exc:
+            await self.failover.failed(exc)
+        return await self.failover.route.read(key)
+
+    async def read_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        try:
+            return await self.primary.get_many(keys)
+        except BackendError as exc:
+            await self.failover.failed(exc)
+        return await self.failover.route.read_many(keys)
+
+    async def write(self, key: str, data: bytes, ttl: float | None) -> None:
+        try:
+            await self.primary.set(key, data, ttl)
+        except BackendError as exc:
+            await self.failover.failed(exc)
+            await self.failover.route.write(key, data, ttl)
+        else:
+            self.failover.remember(key)
+
+    async def write_many(self, entries: Entries) -> None:
+        try:
+            await self.primary.set_many(entries)
+        except BackendError as exc:
+            await self.failover.failed(exc)
+            await self.failover.route.write_many(entries)
+        else:
+            for key, _, _ in entries:
+                self.failover.remember(key)
+
+    async def change(
+        self,
+        call: Callable[[Backend], Awaitable[T]],
+        *,
+        keys: Iterable[str] = (),
+        pattern: str | None = None,
+        everything: bool = False,
+    ) -> T:
+        failover = self.failover
+        try:
+            result = await call(self.primary)
+        except BackendError as exc:
+            await failover.failed(exc)
+            return await failover.route.change(
+                call, keys=keys, pattern=pattern, everything=everything
+            )
+        if everything:
+            failover.remember(None)
+        elif pattern is not None:
+            failover.remember(pattern, pattern=True)
+        else:
+            for key in keys:
+                failover.remember(key)
+        return result
+
+    async def query(self, call: Callable[[Backend], Awaitable[T]]) -> T:
+        try:
+            return await call(self.primary)
+        except BackendError as exc:
+            await self.failover.failed(exc)
+        return await self.failover.route.query(call)
+
+
+class Journaling(Route):
+    """The fallback serves in place of a primary; every change is journaled first.
+
+    During an outage (``probe=True``) entries get the outage TTL cap, and each call
+    makes sure the probe runs (its event loop may have ended). After ``close()`` of a
+    cache that had a primary (``probe=False``) there is nothing to probe: the journal
+    waits for the next ``initialize()``.
+    """
+
+    name = "journaling"
+
+    def __init__(self, failover: Failover, *, probe: bool) -> None:
+        super().__init__(failover)
+        self.probe = probe
+        if probe:  # reads must pass through read(), which keeps the probe alive
+            self.nowait = None
+        self.write_nowait = None  # writes are journaled
+
+    def _watch(self) -> None:
+        if self.probe:
+            self.failover.ensure_probe()
+
+    async def read(self, key: str) -> bytes | None:
+        self._watch()
+        return await self.fallback.get(key)
+
+    async def read_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        self._watch()
+        return await self.fallback.get_many(keys)
+
+    async def write(self, key: str, data: bytes, ttl: float | None) -> None:
+        self._watch()
+        failover = self.failover
+        failover.journal.add_keys((key,))
+        await self.fallback.set(key, data, failover.cap_ttl(ttl))
+
+    async def write_many(self, entries: Entries) -> None:
+        self._watch()
+        failover = self.failover
+        failover.journal.add_keys([key for key, _, _ in entries])
+        cap = failover.cap_ttl
+        await self.fallback.set_many([(k, v, cap(t)) for k, v, t in entries])
+
+    async def change(
+        self,
+        call: Callable[[Backend], Awaitable[T]],
+        *,
+        keys: Iterable[str] = (),
+        pattern: str | None = None,
+        everything: bool = False,
+    ) -> T:
+        self._watch()
+        # Journaled before the fallback runs the call, so a failback that happens
+        # meanwhile still replays it.
+        journal = self.failover.journal
+        if everything:
+            journal.add_everything()
+        elif pattern is not None:
+            journal.add_pattern(pattern)
+        else:
+            journal.add_keys(keys)
+        return await call(self.fallback)
+
+    async def query(self, call: Callable[[Backend], Awaitable[T]]) -> T:
+        self._watch()
+        return await call(self.fallback)
+
+
+class Gated(Route):
+    """The last replay round before a failback: reads go on, writes wait at the gate.
+
+    A write or change made now could slip between the replay and the switch; it waits
+    until the round is over, then takes whichever route is current.
+    """
+
+    name = "gated"
+
+    def __init__(self, failover: Failover, gate: asyncio.Event) -> None:
+        super().__init__(failover)
+        self.gate = gate
+        self.nowait = self.write_nowait = None
+
+    async def write(self, key: str, data: bytes, ttl: float | None) -> None:
+        await self.gate.wait()
+        await self.failover.route.write(key, data, ttl)
+
+    async def write_many(self, entries: Entries) -> None:
+        await self.gate.wait()
+        await self.failover.route.write_many(entries)
+
+    async def change(
+        self,
+        call: Callable[[Backend], Awaitable[T]],
+        *,
+        keys: Iterable[str] = (),
+        pattern: str | None = None,
+        everything: bool = False,
+    ) -> T:
+        await self.gate.wait()
+        return await self.failover.route.change(
+            call, keys=keys, pattern=pattern, everything=everything
+        )
