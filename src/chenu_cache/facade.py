@@ -23,8 +23,9 @@ from typing_extensions import ParamSpec, Self
 from ._glob import validate_pattern
 from ._loader import Loader, freshness_of
 from ._routes import Route
+from ._statistics import assemble, counters_now
 from ._types import MISSING, TTL
-from .backends.base import Backend, DeclaresRecentWindow
+from .backends.base import Backend, BackendStats, DeclaresRecentWindow
 from .backends.memory import MemoryBackend
 from .backends.redis import DEFAULT_CONNECT_TIMEOUT, DEFAULT_OPERATION_TIMEOUT, RedisBackend
 from .decorator import CachedFunction, KeyBuilder, bind_decorator
@@ -42,15 +43,7 @@ from .keys import DEFAULT_MAX_KEY_LENGTH, NAMESPACE_SEPARATOR, namespace_of, qua
 from .keys import validate_namespace as _validate_namespace
 from .namespaces import DEFAULT_MAX_TTL, DEFAULT_TTL, NamespaceRegistry, to_seconds
 from .serializers import DEFAULT_MAX_VALUE_SIZE, Codec, Serializer
-from .stats import (
-    CacheStatistics,
-    Counters,
-    HealthReport,
-    LoaderStatistics,
-    MemoryStatistics,
-    NamespaceStatistics,
-    RedisStatistics,
-)
+from .stats import CacheStatistics, Counters, HealthReport
 
 __all__ = ["ENV_REDIS_URL", "FallbackCache"]
 
@@ -596,63 +589,41 @@ class FallbackCache:
 
     # -- statistics ------------------------------------------------------------------
 
-    async def get_statistics(self) -> CacheStatistics:
-        """A snapshot of counters; ``.to_dict()`` gives the JSON of SPEC §7."""
-        counters = self._counters
-        memory = await self._fallback.stats()
+    def statistics(self) -> CacheStatistics:
+        """The statistics at once, with no I/O: what a metrics exporter reads per scrape.
+
+        As `get_statistics()`, but without what only the Redis server can tell
+        (``usedMemory``, ``connectedClients``: ``None`` here).
+        """
         primary = self._failover.primary
-        redis = RedisStatistics(configured=False, connected=False)
-        if primary is not None:
-            connected = self._failover.active is primary
-            details: Mapping[str, object] = {}
-            hits = misses = 0
-            if connected:
-                try:
-                    primary_stats = await primary.stats()
-                except BackendError as exc:
-                    await self._failover.failed(exc)
-                    connected = False
-                else:
-                    details = primary_stats.details
-                    hits, misses = primary_stats.hits, primary_stats.misses
-            clients = details.get("connected_clients")
-            used = details.get("used_memory_human")
-            redis = RedisStatistics(
-                configured=True,
-                connected=connected,
-                used_memory=str(used) if used is not None else None,
-                connected_clients=int(str(clients)) if clients is not None else None,
-                hits=hits,
-                misses=misses,
-            )
-        return CacheStatistics(
-            backend=self._failover.active.name,
-            redis=redis,
-            memory=MemoryStatistics(
-                hits=memory.hits,
-                misses=memory.misses,
-                size=memory.entries or 0,
-                bytes=memory.bytes or 0,
-                evictions=memory.evictions,
-                expirations=memory.expirations,
-            ),
-            hits=counters.hits,
-            misses=counters.misses,
-            decode_errors=counters.decode_errors,
-            command_errors=counters.command_errors,
-            namespaces={
-                name: NamespaceStatistics(hits=h, misses=m)
-                for name, (h, m) in counters.namespaces.items()
-            },
-            loader=LoaderStatistics(
-                calls=counters.loader_calls,
-                errors=counters.loader_errors,
-                coalesced=self._loader.flights.joined,
-                refreshes=self._loader.background.started,
-                refresh_failures=self._loader.background.failed,
-                stale_served=counters.stale_served,
-            ),
-            failover=self._failover.statistics(),
+        return self._assemble(counters_now(primary) if primary is not None else None)
+
+    async def get_statistics(self) -> CacheStatistics:
+        """A snapshot of counters and Redis's own figures; ``.to_dict()`` is SPEC §7's JSON."""
+        primary = self._failover.primary
+        primary_stats = None
+        if primary is not None and self._failover.active is primary:
+            try:
+                primary_stats = await primary.stats()
+            except BackendError as exc:
+                await self._failover.failed(exc)
+        memory = counters_now(self._fallback) or await self._fallback.stats()
+        return self._assemble(primary_stats, memory)
+
+    def _assemble(
+        self, primary_stats: BackendStats | None, memory: BackendStats | None = None
+    ) -> CacheStatistics:
+        failover = self._failover
+        primary = failover.primary
+        return assemble(
+            serving=failover.active.name,
+            counters=self._counters,
+            loader=self._loader,
+            failover=failover.statistics(),
+            memory=memory if memory is not None else counters_now(self._fallback),
+            primary_configured=primary is not None,
+            primary_connected=primary is not None and failover.active is primary,
+            primary=primary_stats,
         )
 
     async def health(self) -> HealthReport:

@@ -119,6 +119,8 @@ class RedisStatistics:
     keyspace counters, which other software shares); 0 while not connected."""
     misses: int = 0
     """Reads of the primary by this process that found nothing; 0 while not connected."""
+    used_memory_bytes: int | None = None
+    """``used_memory`` as a number of bytes, for dashboards and alerts."""
 
     @property
     def hit_rate(self) -> float:
@@ -130,6 +132,7 @@ class RedisStatistics:
             "configured": self.configured,
             "connected": self.connected,
             "usedMemory": self.used_memory,
+            "usedMemoryBytes": self.used_memory_bytes,
             "connectedClients": self.connected_clients,
             "hits": self.hits,
             "misses": self.misses,

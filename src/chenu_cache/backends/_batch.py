@@ -40,8 +40,6 @@ class Batcher(Generic[I, R]):
         self.busy = False
         self._queue: list[tuple[I, asyncio.Future[R]]] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self.batches = 0
-        self.batched_items = 0
 
     async def submit(self, item: I) -> R:
         if not self.busy:
@@ -83,8 +81,6 @@ class Batcher(Generic[I, R]):
             self.busy = False
 
     async def _send_batch(self, batch: list[tuple[I, asyncio.Future[R]]]) -> None:
-        self.batches += 1
-        self.batched_items += len(batch)
         try:
             results = await self._send_many([item for item, _ in batch])
         except BaseException as exc:

@@ -12,6 +12,7 @@ __all__ = [
     "DeclaresRecentWindow",
     "SupportsLock",
     "SupportsNowait",
+    "SupportsStatsNowait",
 ]
 
 
@@ -158,3 +159,16 @@ class DeclaresRecentWindow(Protocol):
     this backend should replay (its deployment may lose them: 10 s behind Sentinel)."""
 
     recent_window: float
+
+
+@runtime_checkable
+class SupportsStatsNowait(Protocol):
+    """An optional ability: this process's counters at once, with no I/O.
+
+    What ``stats()`` gives, minus anything only the server can tell (Redis's memory
+    use, its clients): metrics exporters read it on every scrape.
+    """
+
+    def stats_nowait(self) -> BackendStats:
+        """This process's counters for the backend, without asking any server."""
+        ...

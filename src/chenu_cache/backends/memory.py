@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 from .._glob import compile_glob
 from ..exceptions import ConfigurationError, ValueTooLargeError
-from .base import Backend, BackendStats, SupportsNowait
+from .base import Backend, BackendStats, SupportsNowait, SupportsStatsNowait
 
 __all__ = ["MemoryBackend"]
 
@@ -23,7 +23,7 @@ _Entry = tuple[bytes, "float | None", int]
 _SWEEP_PER_WRITE = 32
 
 
-class MemoryBackend(Backend, SupportsNowait):
+class MemoryBackend(Backend, SupportsNowait, SupportsStatsNowait):
     """LRU cache of bytes with per-entry TTL, bounded by entries and optionally by bytes.
 
     Expiry is lazy (an expired entry is dropped when read) plus an amortised sweep: a
@@ -151,6 +151,9 @@ class MemoryBackend(Backend, SupportsNowait):
     # -- housekeeping ----------------------------------------------------------------
 
     async def stats(self) -> BackendStats:
+        return self.stats_nowait()
+
+    def stats_nowait(self) -> BackendStats:
         self._sweep(len(self._expiry))
         return BackendStats(
             name=self.name,

@@ -31,7 +31,7 @@ from ._batch import Batcher
 from ._clients import client_from_url
 from ._redis_errors import translate
 from ._sentinel import PrimaryWatch
-from .base import Backend, BackendStats, SupportsLock
+from .base import Backend, BackendStats, SupportsLock, SupportsStatsNowait
 
 __all__ = ["DEFAULT_OPERATION_TIMEOUT", "RedisBackend"]
 
@@ -180,7 +180,7 @@ def _px(ttl: float) -> int:
     return max(1, math.ceil(ttl * 1000))
 
 
-class RedisBackend(Backend, SupportsLock):
+class RedisBackend(Backend, SupportsLock, SupportsStatsNowait):
     """Redis as a `Backend`, under a key prefix.
 
     Build it from a URL (``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``,
@@ -594,6 +594,15 @@ class RedisBackend(Backend, SupportsLock):
         if self.cluster and isinstance(memory, dict) and "used_memory" not in memory:
             details["nodes"] = len(memory)
         return BackendStats(name=self.name, hits=self._hits, misses=self._misses, details=details)
+
+    def stats_nowait(self) -> BackendStats:
+        deployment = "cluster" if self.cluster else "single"
+        return BackendStats(
+            name=self.name,
+            hits=self._hits,
+            misses=self._misses,
+            details={"deployment": deployment},
+        )
 
     async def ping(self) -> float:
         state = self._here()

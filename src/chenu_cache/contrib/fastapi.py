@@ -105,6 +105,9 @@ class TierRedis(BaseModel):
         description='the Redis server\'s memory use, human-readable ("1.2M"); null while '
         "not connected"
     )
+    usedMemoryBytes: int | None = Field(
+        description="usedMemory as a number of bytes; null while not connected"
+    )
     connectedClients: int | None = Field(
         description="clients connected to the Redis server, from every process; null while "
         "not connected"

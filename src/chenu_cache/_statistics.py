@@ -1,0 +1,97 @@
+"""Assembling a `CacheStatistics` from the counters of the facade, its tiers and its loader.
+
+One function for both snapshots: `FallbackCache.statistics()` (at once, no I/O) and
+`FallbackCache.get_statistics()` (which adds what only the Redis server can tell).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ._loader import Loader
+from .backends.base import Backend, BackendStats, SupportsStatsNowait
+from .stats import (
+    CacheStatistics,
+    Counters,
+    FailoverStatistics,
+    LoaderStatistics,
+    MemoryStatistics,
+    NamespaceStatistics,
+    RedisStatistics,
+)
+
+__all__ = ["assemble", "counters_now"]
+
+
+def counters_now(backend: Backend) -> BackendStats | None:
+    """The backend's own counters without I/O, if it can give them."""
+    if isinstance(backend, SupportsStatsNowait):
+        return backend.stats_nowait()
+    return None
+
+
+def _redis(configured: bool, connected: bool, primary: BackendStats | None) -> RedisStatistics:
+    if not configured:
+        return RedisStatistics(configured=False, connected=False)
+    details: Mapping[str, object] = {}
+    hits = misses = 0
+    if connected and primary is not None:
+        details = primary.details
+        hits, misses = primary.hits, primary.misses
+    clients = details.get("connected_clients")
+    used = details.get("used_memory")
+    human = details.get("used_memory_human")
+    return RedisStatistics(
+        configured=True,
+        connected=connected,
+        used_memory=str(human) if human is not None else None,
+        used_memory_bytes=int(str(used)) if used is not None else None,
+        connected_clients=int(str(clients)) if clients is not None else None,
+        hits=hits,
+        misses=misses,
+    )
+
+
+def assemble(
+    *,
+    serving: str,
+    counters: Counters,
+    loader: Loader,
+    failover: FailoverStatistics,
+    memory: BackendStats | None,
+    primary_configured: bool,
+    primary_connected: bool,
+    primary: BackendStats | None,
+) -> CacheStatistics:
+    """The statistics object, from counters already gathered (this does no I/O)."""
+    if memory is None:
+        memory = BackendStats(name="memory")
+    return CacheStatistics(
+        backend=serving,
+        redis=_redis(primary_configured, primary_connected, primary),
+        memory=MemoryStatistics(
+            hits=memory.hits,
+            misses=memory.misses,
+            size=memory.entries or 0,
+            bytes=memory.bytes or 0,
+            evictions=memory.evictions,
+            expirations=memory.expirations,
+        ),
+        hits=counters.hits,
+        misses=counters.misses,
+        decode_errors=counters.decode_errors,
+        command_errors=counters.command_errors,
+        namespaces={
+            name: NamespaceStatistics(hits=h, misses=m)
+            for name, (h, m) in counters.namespaces.items()
+        },
+        loader=LoaderStatistics(
+            calls=counters.loader_calls,
+            errors=counters.loader_errors,
+            coalesced=loader.flights.joined,
+            refreshes=loader.background.started,
+            refresh_failures=loader.background.failed,
+            stale_served=counters.stale_served,
+        ),
+        failover=failover,
+    )
