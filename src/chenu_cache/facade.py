@@ -58,7 +58,7 @@ T = TypeVar("T")
 
 _MAX_SCAN_COUNT = 10_000
 _MAX_CURSOR = 2**64  # Redis cursors are unsigned 64-bit
-_MAX_RESOLVED = 8192  # remembered keys; cleared wholesale when full (cheap, rare)
+_MAX_RESOLVED = 65_536  # remembered keys; cleared wholesale when full (cheap, rare)
 _ENVELOPE_BYTE = bytes((ENVELOPE_MAGIC,))
 _ABSENT: Any = object()  # stored bytes that give no value: expired, or undecodable
 

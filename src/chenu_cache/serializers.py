@@ -18,7 +18,7 @@ import json
 import pickle
 import re
 import zlib
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 from .exceptions import (
     ConfigurationError,
@@ -86,14 +86,33 @@ def _refuse(value: object) -> object:
 # A number of 19+ digits may not fit in 64 bits, which orjson would read back as a float.
 _LONG_NUMBER = re.compile(r"(?:^|[\[:,])-?\d{19}")
 
+# orjson encodes only what the stdlib encoder would encode the same way: subclasses
+# (an IntEnum, a str subclass), dataclasses and datetimes are handed to _not_plain,
+# which sends the value to the standard library.
+_ORJSON_PLAIN = (
+    (
+        _orjson.OPT_PASSTHROUGH_SUBCLASS
+        | _orjson.OPT_PASSTHROUGH_DATACLASS
+        | _orjson.OPT_PASSTHROUGH_DATETIME
+    )
+    if _HAVE_ORJSON
+    else 0
+)
+
+
+def _not_plain(value: object) -> object:
+    raise TypeError(type(value).__name__)
+
 
 class JsonSerializer(Serializer):
     """JSON, the default: readable by any client, and safe to read from a shared Redis.
 
     Accepts ``None``, ``bool``, ``int``, finite ``float``, ``str``, and ``list``, ``tuple``
     and ``dict`` of those (tuples come back as lists; non-``str`` dict keys as their
-    JSON string form, as with `json.dumps()`). Encoding always uses the standard
-    library; with the ``fast`` extra, decoding uses orjson, and the results are the same.
+    JSON string form, as with `json.dumps()`). With the ``fast`` extra, orjson encodes
+    and decodes what it handles exactly as the standard library would (plain data,
+    no NaN, no subclass, no non-``str`` key); everything else takes the standard
+    library's path, so what is stored, refused or read back never depends on the extra.
     """
 
     format_id = 0x4A  # "J"
@@ -104,6 +123,21 @@ class JsonSerializer(Serializer):
         )
 
     def dumps(self, value: Any) -> bytes:
+        if _HAVE_ORJSON:
+            try:
+                data = cast(bytes, _orjson.dumps(value, default=_not_plain, option=_ORJSON_PLAIN))
+            except TypeError:
+                pass  # not plain JSON data: the stdlib decides, and says why
+            else:
+                # orjson writes NaN and infinities as null where the stdlib refuses
+                # them: a null anywhere sends the value down the authoritative path.
+                # Every integer orjson wrote fits in 64 bits (it refuses wider ones),
+                # so orjson reads it back exactly: no long-number mark is needed.
+                if b"null" not in data:
+                    return data
+        return self._stdlib_dumps(value)
+
+    def _stdlib_dumps(self, value: Any) -> bytes:
         try:
             text = self._encoder.encode(value)
             data = text.encode("utf-8")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import pickle
 import zlib
@@ -49,6 +50,42 @@ def test_json_round_trip_equals_the_standard_library(value: Any) -> None:
     # Whichever decoder is installed, the stdlib path agrees with it.
     payload = JsonSerializer().dumps(value)
     assert serializers_module._stdlib_loads(payload) == JsonSerializer().loads(payload)
+
+
+class _Level(enum.IntEnum):
+    LOW = 1
+
+
+wild_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.just(_Level.LOW)
+    | st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.tuples(children, children)
+        | st.dictionaries(st.text(max_size=3) | st.integers(-3, 3), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=wild_values)
+def test_the_fast_encoder_accepts_and_refuses_as_the_standard_library(value: Any) -> None:
+    """orjson encodes only what the stdlib would encode alike; the rest takes its path."""
+    serializer = JsonSerializer()
+    try:
+        reference = serializer._stdlib_dumps(value)
+    except SerializationError:
+        with pytest.raises(SerializationError):
+            serializer.dumps(value)
+        return
+    stored = serializer.dumps(value)
+    assert serializer.loads(stored) == serializer.loads(reference)
+    assert serializers_module._stdlib_loads(stored) == json.loads(reference)
 
 
 @pytest.mark.parametrize(
