@@ -66,7 +66,14 @@ class SupportsGetOrSet(Protocol):
 
     async def invalidate(self, key: str, namespace: str | None = None) -> bool: ...
 
-    def get_nowait(self, key: str, namespace: str | None = None, default: Any = MISSING) -> Any: ...
+    def get_nowait(
+        self,
+        key: str,
+        namespace: str | None = None,
+        default: Any = MISSING,
+        *,
+        refresh_after: float | timedelta | None = None,
+    ) -> Any: ...
 
 
 _PLAIN = (str, int, float, bool, type(None))
@@ -217,16 +224,21 @@ class CachedFunction(Generic[P, R]):
             validate_namespace(namespace)
         if key_builder is not None and not callable(key_builder):
             raise CacheTypeError("key_builder must be callable")
-        # Validated now; passed on only when set, so the plain hit path stays lean.
-        Freshness.build(refresh_after, stale_if_error, early_refresh, lock)
+        # Validated and normalized once, here; passed on only when set, so the plain
+        # hit path stays lean.
+        fresh = Freshness.build(refresh_after, stale_if_error, early_refresh, lock) or Freshness()
         options = {
-            "refresh_after": refresh_after,
-            "stale_if_error": stale_if_error,
-            "early_refresh": early_refresh,
+            "refresh_after": fresh.refresh_after,
+            "stale_if_error": fresh.stale_if_error,
+            "early_refresh": fresh.early_refresh,
         }
         self._options: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
         if lock is not False:
             self._options["lock"] = lock
+        # A hit needs no await unless XFetch must draw its random number on the
+        # loader's path; a due refresh_after sends the call there too.
+        self._nowait = early_refresh is None
+        self._refresh_after = fresh.refresh_after
         functools.update_wrapper(self, func)
         _mark_coroutine_function(self)
         self._func = func
@@ -301,8 +313,12 @@ class CachedFunction(Generic[P, R]):
             key = self.key(*args, **kwargs)
         cache = self._resolve_cache()
         options = self._options
-        if not options:  # a hit in process memory needs no await at all
-            value = cache.get_nowait(key, self.namespace)
+        if self._nowait:  # a hit in process memory needs no await at all
+            refresh_after = self._refresh_after
+            if refresh_after is None:
+                value = cache.get_nowait(key, self.namespace)
+            else:
+                value = cache.get_nowait(key, self.namespace, refresh_after=refresh_after)
             if value is not MISSING:
                 return cast(R, value)
         func = self._func

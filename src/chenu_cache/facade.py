@@ -38,7 +38,7 @@ from .exceptions import (
     ValidationError,
 )
 from .failover import Failover, Transition
-from .freshness import ENVELOPE_MAGIC, unwrap
+from .freshness import ENVELOPE_MAGIC, ENVELOPE_SIZE, peek, unwrap
 from .keys import DEFAULT_MAX_KEY_LENGTH, NAMESPACE_SEPARATOR, namespace_of, qualify
 from .keys import validate_namespace as _validate_namespace
 from .namespaces import DEFAULT_MAX_TTL, DEFAULT_TTL, NamespaceRegistry, to_seconds
@@ -356,12 +356,20 @@ class FallbackCache:
         slot[1] += 1
         return default
 
-    def get_nowait(self, key: str, namespace: str | None = None, default: Any = MISSING) -> Any:
+    def get_nowait(
+        self,
+        key: str,
+        namespace: str | None = None,
+        default: Any = MISSING,
+        *,
+        refresh_after: float | timedelta | None = None,
+    ) -> Any:
         """The cached value if the in-process memory tier serves it right now, else ``default``.
 
         Never waits and never does I/O: while Redis serves, or on a miss, or for an
-        entry stored compressed or with freshness metadata, it returns ``default`` and
-        the caller should ``await get(...)``. The decorator's hit path uses it.
+        entry stored compressed, expired, or due for a refresh after ``refresh_after``
+        seconds (the `get_or_set` option), it returns ``default`` and the caller should
+        ``await get_or_set(...)``. The decorator's hit path uses it.
         """
         get_nowait = self._route.nowait
         if get_nowait is None:
@@ -374,10 +382,27 @@ class FallbackCache:
                 entry = self._resolved.get((namespace, key))
         full, _, slot = entry if entry is not None else self._resolve(key, namespace)
         data = get_nowait(full)
-        if data is None or data[:3] != self._plain_header:
+        if data is None:
             return default
         try:
-            value = self._loads(data[3:])
+            if data[:3] == self._plain_header:
+                value = self._loads(data[3:])
+            elif data[0] == ENVELOPE_MAGIC and len(data) >= ENVELOPE_SIZE:
+                _, written_at, ttl, _ = peek(data)
+                age = self._clock() - written_at
+                if ttl and age >= ttl:
+                    return default  # expired: the loader decides, reload or serve stale
+                if refresh_after is not None:
+                    if type(refresh_after) is timedelta:
+                        refresh_after = refresh_after.total_seconds()
+                    if age >= refresh_after:  # type: ignore[operator]
+                        return default  # due: the loader starts the refresh
+                if data[ENVELOPE_SIZE : ENVELOPE_SIZE + 3] == self._plain_header:
+                    value = self._loads(data[ENVELOPE_SIZE + 3 :])
+                else:
+                    value = self.codec.decode(data[ENVELOPE_SIZE:])
+            else:
+                return default
         except DeserializationError:
             return default
         slot[0] += 1

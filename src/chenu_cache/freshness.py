@@ -22,11 +22,13 @@ from .exceptions import CacheTypeError, InvalidTTLError
 __all__ = [
     "DEFAULT_LOCK_TTL",
     "ENVELOPE_MAGIC",
+    "ENVELOPE_SIZE",
     "BackgroundTasks",
     "EntryTiming",
     "Freshness",
     "SingleFlight",
     "cancel_tasks",
+    "peek",
     "unwrap",
     "wrap",
     "xfetch_due",
@@ -221,6 +223,12 @@ def unwrap(data: bytes) -> tuple[bytes, EntryTiming | None]:
         return data, None
     _, written_at, ttl, load_seconds = _ENVELOPE.unpack_from(data)
     return data[ENVELOPE_SIZE:], EntryTiming(written_at, ttl or None, load_seconds)
+
+
+peek: Callable[[bytes], tuple[int, float, float, float]] = _ENVELOPE.unpack_from
+"""``(magic, written_at, ttl or 0.0, load_seconds)`` of an entry that carries an
+envelope (at least `ENVELOPE_SIZE` bytes): the hit path's check, with no `EntryTiming`
+built and no Python frame."""
 
 
 def xfetch_due(now: float, timing: EntryTiming, beta: float, random: Callable[[], float]) -> bool:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -455,3 +456,18 @@ async def test_lock_costs_nothing_on_a_hit(
     finally:
         await c.clear()
         await c.close()
+
+
+async def test_get_nowait_serves_fresh_entries_and_leaves_due_ones_to_the_loader(
+    wall: FakeClock,
+) -> None:
+    c = FallbackCache(read_env=False, clock=wall)
+    await c.get_or_set("k", lambda: {"v": 1}, ttl=60, refresh_after=10)
+    assert c.get_nowait("k", refresh_after=10) == {"v": 1}  # an envelope, read without await
+    assert c.get_nowait("k", refresh_after=timedelta(seconds=10)) == {"v": 1}
+    wall.advance(11)
+    assert c.get_nowait("k", refresh_after=10) is MISSING  # due: get_or_set refreshes
+    assert c.get_nowait("k") == {"v": 1}  # without the option, still fresh
+    wall.advance(50)
+    assert c.get_nowait("k") is MISSING  # past the logical TTL
+    await c.close()
