@@ -74,11 +74,13 @@ async def test_stats_sweeps_everything_expired(clock: FakeClock) -> None:
     assert (await b.stats()).entries == 1
 
 
-async def test_overwritten_keys_do_not_grow_the_expiry_heap(clock: FakeClock) -> None:
+async def test_overwritten_keys_do_not_grow_the_expiry_index(clock: FakeClock) -> None:
     b = MemoryBackend(clock=clock)
-    for _ in range(10_000):
-        await b.set("hot", b"v", 3600)
-    assert len(b._expiry) <= 2 * len(b) + 64
+    for i in range(10_000):
+        await b.set("hot", b"v", 3600 + i / 100)  # over 100 ticks
+    assert b._bucketed <= 2 * len(b) + 64
+    assert sum(len(keys) for keys in b._buckets.values()) == b._bucketed
+    assert len(b._ticks) == len(b._buckets)
     assert await b.get("hot") == b"v"
 
 
@@ -126,3 +128,37 @@ async def test_default_clock_is_monotonic_and_works() -> None:
     b = MemoryBackend()
     await b.set("k", b"v", 60)
     assert await b.get("k") == b"v"
+
+
+async def test_expiry_buckets_reclaim_exactly_what_expired(clock: FakeClock) -> None:
+    b = MemoryBackend(clock=clock)
+    for i in range(200):
+        await b.set(f"k{i}", b"v", 0.5 + i * 0.05)  # 0.5 s .. 10.45 s, 11 ticks
+    await b.set("forever", b"v", None)
+    clock.advance(3.01)
+    stats = await b.stats()  # an exact sweep: every expired entry gone, no live one
+    live = [i for i in range(200) if 0.5 + i * 0.05 > 3.01]
+    assert stats.entries == len(live) + 1
+    assert stats.expirations == 200 - len(live)
+    for i in live:
+        assert await b.get(f"k{i}") == b"v"
+    clock.advance(10)
+    for _ in range(20):  # writes sweep past ticks, a bounded amount each
+        await b.set("w", b"v", None)
+    assert len(b) == 2
+    assert not b._buckets
+    assert not b._ticks
+
+
+async def test_scan_pages_never_cut_between_hash_twins(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chenu_cache.backends import memory
+
+    b = MemoryBackend(clock=clock)
+    for i in range(10):
+        await b.set(f"k{i}", b"v", None)
+    monkeypatch.setattr(memory, "_HASH_MASK", 0)  # every key in one scan position
+    cursor, keys = await b.scan("*", 0, count=3)
+    assert sorted(keys) == sorted(f"k{i}" for i in range(10))  # the twins, all at once
+    assert await b.scan("*", cursor, count=3) == (0, [])

@@ -14,13 +14,20 @@ from .base import Backend, BackendStats, SupportsNowait, SupportsStatsNowait
 
 __all__ = ["MemoryBackend"]
 
-# An entry is (value, expires_at or None, sequence number). Tuples, not objects: they
-# are cheaper to build and to read on the hit path.
-_Entry = tuple[bytes, "float | None", int]
+# An entry is (value, expires_at or None). Tuples, not objects: they are cheaper to
+# build and to read on the hit path, and two fields keep an entry small; the expiry
+# heap shares the entry's float.
+_Entry = tuple[bytes, "float | None"]
+
+# Scan order: a key's hash, made non-negative and offset by one (0 is "start").
+# Stable while the process lives, and independent of LRU reordering.
+_HASH_MASK = (1 << 63) - 1
 
 # Expired entries reclaimed per write, at most: more than one, so the expiry heap drains
 # faster than writes fill it, yet bounded, so one write never pays for a mass expiry.
 _SWEEP_PER_WRITE = 32
+
+_TICK = 1.0  # seconds per expiry bucket
 
 
 class MemoryBackend(Backend, SupportsNowait, SupportsStatsNowait):
@@ -50,8 +57,12 @@ class MemoryBackend(Backend, SupportsNowait, SupportsStatsNowait):
         self.max_bytes = max_bytes
         self._clock = clock
         self._data: OrderedDict[str, _Entry] = OrderedDict()
-        self._expiry: list[tuple[float, int, str]] = []  # heap of (expires_at, seq, key)
-        self._seq = 0
+        # Expiry buckets: keys by the tick (_TICK seconds) in which they expire, and a
+        # heap of the ticks that have keys. A key costs one list slot here, not a
+        # (time, key) tuple per entry: the index is what per-entry memory is made of.
+        self._buckets: dict[int, list[str]] = {}
+        self._ticks: list[int] = []
+        self._bucketed = 0  # keys in buckets, current or outdated by a later write
         self._bytes = 0
         self._hits = 0
         self._misses = 0
@@ -122,39 +133,52 @@ class MemoryBackend(Backend, SupportsNowait, SupportsStatsNowait):
 
     async def clear(self) -> int:
         now = self._clock()
-        live = sum(1 for _, exp, _ in self._data.values() if exp is None or exp > now)
+        live = sum(1 for _, exp in self._data.values() if exp is None or exp > now)
         self._data.clear()
-        self._expiry.clear()
+        self._buckets.clear()
+        self._ticks.clear()
+        self._bucketed = 0
         self._bytes = 0
         return live
 
     # -- scanning --------------------------------------------------------------------
 
     async def scan(self, pattern: str, cursor: int = 0, count: int = 100) -> tuple[int, list[str]]:
-        # The cursor is the sequence number of the last key returned. Sequence numbers
-        # follow writes, not reads, so LRU reordering never skips a key between pages.
+        # The cursor is the scan-order value of the last key returned: a stable hash,
+        # so LRU reordering and writes never skip a key present for the whole scan.
         matches = compile_glob(pattern)
         now = self._clock()
+        mask = _HASH_MASK
         found = heapq.nsmallest(
             count + 1,
             (
-                (seq, key)
-                for key, (_, expires_at, seq) in self._data.items()
-                if seq > cursor and (expires_at is None or expires_at > now) and matches(key)
+                (order, key)
+                for key, (_, expires_at) in self._data.items()
+                if (order := (hash(key) & mask) + 1) > cursor
+                and (expires_at is None or expires_at > now)
+                and matches(key)
             ),
         )
         if len(found) <= count:
             return 0, [key for _, key in found]
         page = found[:count]
-        return page[-1][0], [key for _, key in page]
-
-    # -- housekeeping ----------------------------------------------------------------
+        last = page[-1][0]
+        if found[count][0] == last:  # hash twins across the cut: the page takes them all
+            twins = [
+                key
+                for key, (_, expires_at) in self._data.items()
+                if (hash(key) & mask) + 1 == last
+                and (expires_at is None or expires_at > now)
+                and matches(key)
+            ]
+            page = [item for item in page if item[0] != last] + [(last, k) for k in twins]
+        return last, [key for _, key in page]
 
     async def stats(self) -> BackendStats:
         return self.stats_nowait()
 
     def stats_nowait(self) -> BackendStats:
-        self._sweep(len(self._expiry))
+        self._sweep(self._bucketed, exact=True)
         return BackendStats(
             name=self.name,
             hits=self._hits,
@@ -198,18 +222,23 @@ class MemoryBackend(Backend, SupportsNowait, SupportsStatsNowait):
             )
 
     def _store(self, key: str, value: bytes, ttl: float | None) -> None:
-        self._seq += 1
-        seq = self._seq
         expires_at = None if ttl is None else self._clock() + ttl
         old = self._data.get(key)
         if old is not None:
             self._bytes -= len(key) + len(old[0])
             self._data.move_to_end(key)
-        self._data[key] = (value, expires_at, seq)
+        self._data[key] = (value, expires_at)
         self._bytes += len(key) + len(value)
         if expires_at is not None:
-            heapq.heappush(self._expiry, (expires_at, seq, key))
-            if len(self._expiry) > 2 * len(self._data) + 64:
+            tick = int(expires_at // _TICK)
+            bucket = self._buckets.get(tick)
+            if bucket is None:
+                self._buckets[tick] = [key]
+                heapq.heappush(self._ticks, tick)
+            else:
+                bucket.append(key)
+            self._bucketed += 1
+            if self._bucketed > 2 * len(self._data) + 64:
                 self._rebuild_expiry()
 
     def _delete(self, key: str) -> bool:
@@ -223,28 +252,57 @@ class MemoryBackend(Backend, SupportsNowait, SupportsStatsNowait):
         del self._data[key]
         self._bytes -= len(key) + len(entry[0])
 
-    def _sweep(self, budget: int) -> None:
-        heap = self._expiry
-        if not heap:
+    def _sweep(self, budget: int, *, exact: bool = False) -> None:
+        """Reclaim up to ``budget`` expired entries, from buckets whose tick has passed.
+
+        ``exact`` also goes through the bucket of the current tick, so that no expired
+        entry is left (statistics count what is live).
+        """
+        ticks = self._ticks
+        if not ticks:
             return
         now = self._clock()
+        done_before = int(now // _TICK)  # every key in an earlier tick has expired
+        buckets = self._buckets
         data = self._data
-        while budget > 0 and heap and heap[0][0] <= now:
-            _, seq, key = heapq.heappop(heap)
-            budget -= 1
-            entry = data.get(key)
-            # A heap item outlives overwrites and deletes; only act if it is current.
-            if entry is not None and entry[2] == seq:
-                self._remove(key, entry)
-                self._expirations += 1
+        while budget > 0 and ticks and (ticks[0] < done_before or exact):
+            tick = ticks[0]
+            if tick > done_before:
+                return
+            bucket = buckets[tick]
+            keep = []
+            while bucket and budget > 0:
+                key = bucket.pop()
+                budget -= 1
+                self._bucketed -= 1
+                entry = data.get(key)
+                # A bucket slot outlives overwrites and deletes: the entry's own
+                # expiry decides.
+                if entry is None or entry[1] is None or int(entry[1] // _TICK) != tick:
+                    continue
+                if entry[1] <= now:
+                    self._remove(key, entry)
+                    self._expirations += 1
+                else:
+                    keep.append(key)  # the current tick, not over yet
+            if keep:
+                bucket.extend(keep)
+                self._bucketed += len(keep)
+                return
+            if bucket:
+                return  # budget spent
+            del buckets[tick]
+            heapq.heappop(ticks)
 
     def _rebuild_expiry(self) -> None:
-        self._expiry = [
-            (expires_at, seq, key)
-            for key, (_, expires_at, seq) in self._data.items()
-            if expires_at is not None
-        ]
-        heapq.heapify(self._expiry)
+        self._buckets = {}
+        self._bucketed = 0
+        for key, (_, expires_at) in self._data.items():
+            if expires_at is not None:
+                self._buckets.setdefault(int(expires_at // _TICK), []).append(key)
+                self._bucketed += 1
+        self._ticks = list(self._buckets)
+        heapq.heapify(self._ticks)
 
     def _evict(self) -> None:
         data = self._data
