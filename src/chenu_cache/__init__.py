@@ -6,10 +6,13 @@ This module only re-exports; importing it does no I/O and reads no environment.
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
+from ._decorator import BoundCachedMethod, CachedFunction
 from ._default import cache, cache_service
+from ._facade import FallbackCache
+from ._failover import Transition
+from ._namespaces import DEFAULT_NAMESPACES, NamespaceRegistry
 from ._types import MISSING, NO_EXPIRY, TTL
 from .backends import Backend, BackendStats, MemoryBackend, RedisBackend, SupportsLock
-from .decorator import BoundCachedMethod, CachedFunction
 from .exceptions import (
     BackendError,
     BackendTimeoutError,
@@ -28,9 +31,6 @@ from .exceptions import (
     ValidationError,
     ValueTooLargeError,
 )
-from .facade import FallbackCache
-from .failover import Transition
-from .namespaces import DEFAULT_NAMESPACES, NamespaceRegistry
 from .serializers import Codec, JsonSerializer, PickleSerializer, Serializer
 from .stats import CacheStatistics, HealthReport
 

@@ -14,10 +14,10 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from . import __version__
+from ._facade import ENV_REDIS_URL, FallbackCache
 from ._types import MISSING
 from .backends.redis import RedisBackend
 from .exceptions import BackendError, CacheError, ConfigurationError
-from .facade import ENV_REDIS_URL, FallbackCache
 from .stats import CacheStatistics
 
 DEMO_PREFIX = "chenu-demo:"

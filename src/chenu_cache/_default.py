@@ -12,9 +12,9 @@ from typing import Any, TypeVar, overload
 
 from typing_extensions import ParamSpec
 
+from ._decorator import CachedFunction, KeyBuilder, bind_decorator
+from ._facade import FallbackCache
 from ._types import TTL
-from .decorator import CachedFunction, KeyBuilder, bind_decorator
-from .facade import FallbackCache
 
 __all__ = ["cache", "cache_service"]
 

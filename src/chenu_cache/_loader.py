@@ -20,9 +20,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from ._routes import Route
-from .exceptions import BackendError, DeserializationError
-from .freshness import (
+from ._freshness import (
     BackgroundTasks,
     EntryTiming,
     Freshness,
@@ -31,6 +29,8 @@ from .freshness import (
     wrap,
     xfetch_due,
 )
+from ._routes import Route
+from .exceptions import BackendError, DeserializationError
 from .serializers import Codec
 from .stats import Counters
 

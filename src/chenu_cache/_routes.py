@@ -30,7 +30,7 @@ from .exceptions import BackendError
 if TYPE_CHECKING:
     import asyncio
 
-    from .failover import Failover
+    from ._failover import Failover
 
 __all__ = ["Direct", "Gated", "Journaling", "Primary", "Route"]
 

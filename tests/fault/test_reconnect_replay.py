@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as redis_asyncio
 
 from chenu_cache import MISSING, FallbackCache, RedisBackend
-from chenu_cache.failover import Failover
+from chenu_cache._failover import Failover
 from tests.conftest import eventually
 from tests.redis_server import RedisServer
 

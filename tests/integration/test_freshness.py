@@ -24,7 +24,7 @@ from chenu_cache import (
     InvalidTTLError,
     cache,
 )
-from chenu_cache.freshness import EntryTiming, xfetch_due
+from chenu_cache._freshness import EntryTiming, xfetch_due
 from tests.conftest import FakeClock, eventually
 from tests.redis_server import free_port
 

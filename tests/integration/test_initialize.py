@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from chenu_cache import ConfigurationError, FallbackCache
-from chenu_cache.facade import ENV_REDIS_URL
+from chenu_cache._facade import ENV_REDIS_URL
 from tests.redis_server import free_port
 
 

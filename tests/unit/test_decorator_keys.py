@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chenu_cache import FallbackCache
-from chenu_cache.decorator import make_key
+from chenu_cache._decorator import make_key
 
 
 class Color(enum.IntEnum):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import pytest
 
 from chenu_cache import BackendUnavailableError, FallbackCache, MemoryBackend
-from chenu_cache.failover import Failover, Journal
+from chenu_cache._failover import Failover, Journal
 from tests.conftest import eventually
 
 

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from chenu_cache import BackendUnavailableError, MemoryBackend
+from chenu_cache._failover import Failover
 from chenu_cache._routes import Direct, Gated, Journaling, Primary
-from chenu_cache.failover import Failover
 
 
 class Flaky(MemoryBackend):

@@ -7,9 +7,9 @@ from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from types import MappingProxyType
 
+from ._keys import validate_namespace
 from ._types import TTL, NoExpiry
 from .exceptions import CacheTypeError, InvalidTTLError
-from .keys import validate_namespace
 
 __all__ = [
     "DEFAULT_MAX_TTL",

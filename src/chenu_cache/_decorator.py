@@ -18,11 +18,11 @@ from uuid import UUID
 
 from typing_extensions import ParamSpec, Self
 
+from ._freshness import Freshness
+from ._keys import validate_namespace
+from ._namespaces import to_seconds
 from ._types import MISSING, TTL
 from .exceptions import CacheTypeError
-from .freshness import Freshness
-from .keys import validate_namespace
-from .namespaces import to_seconds
 
 __all__ = ["BoundCachedMethod", "CachedFunction", "KeyBuilder", "SupportsGetOrSet", "make_key"]
 

@@ -20,15 +20,20 @@ from typing import Any, TypeVar, overload
 
 from typing_extensions import ParamSpec, Self
 
+from ._decorator import CachedFunction, KeyBuilder, bind_decorator
+from ._failover import Failover, Transition
+from ._freshness import ENVELOPE_MAGIC, ENVELOPE_SIZE, peek, unwrap
 from ._glob import validate_pattern
+from ._keys import DEFAULT_MAX_KEY_LENGTH, NAMESPACE_SEPARATOR, namespace_of, qualify
+from ._keys import validate_namespace as _validate_namespace
 from ._loader import Loader, freshness_of
+from ._namespaces import DEFAULT_MAX_TTL, DEFAULT_TTL, NamespaceRegistry, to_seconds
 from ._routes import Route
 from ._statistics import assemble, counters_now
 from ._types import MISSING, TTL
 from .backends.base import Backend, BackendStats, DeclaresRecentWindow
 from .backends.memory import MemoryBackend
 from .backends.redis import DEFAULT_CONNECT_TIMEOUT, DEFAULT_OPERATION_TIMEOUT, RedisBackend
-from .decorator import CachedFunction, KeyBuilder, bind_decorator
 from .exceptions import (
     BackendError,
     CacheTypeError,
@@ -37,11 +42,6 @@ from .exceptions import (
     DeserializationError,
     ValidationError,
 )
-from .failover import Failover, Transition
-from .freshness import ENVELOPE_MAGIC, ENVELOPE_SIZE, peek, unwrap
-from .keys import DEFAULT_MAX_KEY_LENGTH, NAMESPACE_SEPARATOR, namespace_of, qualify
-from .keys import validate_namespace as _validate_namespace
-from .namespaces import DEFAULT_MAX_TTL, DEFAULT_TTL, NamespaceRegistry, to_seconds
 from .serializers import DEFAULT_MAX_VALUE_SIZE, Codec, Serializer
 from .stats import CacheStatistics, Counters, HealthReport
 

@@ -24,10 +24,10 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from ._glob import escape_glob
+from ._keys import NAMESPACE_SEPARATOR, namespace_of
 from ._routes import Direct, Gated, Journaling, Primary, Route
 from .backends.base import Backend
 from .exceptions import BackendError, CacheError
-from .keys import NAMESPACE_SEPARATOR, namespace_of
 from .stats import FailoverStatistics
 
 __all__ = ["Failover", "Journal", "Transition"]
