@@ -1,6 +1,13 @@
 """Storage backends: the `Backend` protocol and its two built-in implementations."""
 
-from .base import Backend, BackendStats, DeclaresRecentWindow, SupportsLock, SupportsNowait
+from .base import (
+    Backend,
+    BackendStats,
+    DeclaresRecentWindow,
+    SupportsLock,
+    SupportsNowait,
+    SupportsStatsNowait,
+)
 from .memory import MemoryBackend
 from .redis import RedisBackend
 
@@ -12,4 +19,5 @@ __all__ = [
     "RedisBackend",
     "SupportsLock",
     "SupportsNowait",
+    "SupportsStatsNowait",
 ]
