@@ -15,24 +15,49 @@ for _bin in sorted(glob.glob(f"{_pyenv}/versions/3.1[0-9]*/bin"), reverse=True):
         os.environ["PATH"] = f"{os.environ.get('PATH', '')}{os.pathsep}{_bin}"
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "mypy", "tests", "import_minimal"]
+nox.options.sessions = ["lint", "mypy", "coverage", "import_minimal"]
+
+CI_SESSIONS = [
+    "lint",
+    "mypy",
+    "coverage",
+    "valkey",
+    "docs",
+    "import_minimal",
+    "redis_oldest",
+    "wheel",
+]
+"""What `.ci/run` runs: `nox -s $(python -c 'import noxfile; print(*noxfile.CI_SESSIONS)')`."""
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
-LINT_TOOLS = ["ruff==0.17.6", "mypy==2.4.1"]
+# Tool versions are pinned once, in pyproject.toml's `lint` and `docs` extras.
+SOURCES = ["src", "tests", "benchmarks", "examples", "noxfile.py"]
 
 
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
-    session.install("ruff==0.17.6")
-    session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "examples", "noxfile.py")
+    """ruff: the rules and the format."""
+    session.install("-e", ".[lint]")
+    session.run("ruff", "check", *SOURCES)
+    session.run("ruff", "format", "--check", *SOURCES)
 
 
 @nox.session(python="3.11")
 def mypy(session: nox.Session) -> None:
-    session.install("-e", ".[test,fast]", *LINT_TOOLS)
+    """mypy --strict on the package and the typed API test; pyright (strict) on the latter."""
+    session.install("-e", ".[test,fast,lint]")
     session.run("mypy", "--strict", "src")
     session.run("mypy", "--strict", "tests/typing")
+    session.run("pyright", "--pythonpath", os.path.join(session.bin, "python"))
+
+
+@nox.session(python="3.11")
+def coverage(session: nox.Session) -> None:
+    """The suite with the fast extra, under coverage; fails below pyproject's floor."""
+    session.install("-e", ".[test,fast]", "coverage[toml]>=7.4")
+    session.run("coverage", "erase")
+    session.run("coverage", "run", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+    session.run("coverage", "report")
 
 
 @nox.session(python=PYTHONS)
@@ -59,7 +84,14 @@ def valkey(session: nox.Session) -> None:
     )
     assert isinstance(server, str)
     session.run(
-        "python", "-m", "pytest", *session.posargs, env={"CHENU_CACHE_REDIS_SERVER": server.strip()}
+        "python",
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        *session.posargs,
+        env={"CHENU_CACHE_REDIS_SERVER": server.strip()},
     )
 
 
@@ -90,8 +122,9 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def import_minimal(session: nox.Session) -> None:
-    """Install with no extras: the package imports and the suite passes on the stdlib paths."""
-    session.install(".")
+    """README's two commands as a newcomer runs them: no extras, the demo, then the tests."""
+    session.install("-e", ".")
+    session.run("python", "-m", "chenu_cache", "demo")
     session.run(
         "python",
         "-c",
@@ -99,15 +132,23 @@ def import_minimal(session: nox.Session) -> None:
         "assert u.find_spec('orjson') is None and u.find_spec('fastapi') is None; "
         "print('chenu_cache', chenu_cache.__version__, 'imports with no extras')",
     )
-    session.install(".[test]")
-    session.run("python", "-m", "pytest", "-q", *session.posargs)
+    session.run(
+        "python",
+        "-c",
+        "try:\n    import chenu_cache.contrib.fastapi\n"
+        "except ImportError as exc:\n"
+        "    assert 'pip install \"chenu-cache[fastapi]\"' in str(exc), exc\n"
+        "else:\n    raise SystemExit('contrib.fastapi imported without FastAPI')",
+    )
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session(python="3.11")
 def redis_oldest(session: nox.Session) -> None:
     """The oldest redis-py we admit."""
     session.install("-e", ".[test]", "redis==5.0.1")
-    session.run("python", "-m", "pytest", "-q", *session.posargs)
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session(python="3.11")
