@@ -9,12 +9,14 @@ fail: CI must never pass by skipping the real-Redis runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from urllib.parse import urlparse
 
 import pytest
+import redis.asyncio
 
 from chenu_cache import FallbackCache, MemoryBackend, RedisBackend
 from tests.deployments import Cluster, SentinelSetup, cli_binary
@@ -102,6 +104,28 @@ def pytest_report_header(config: pytest.Config) -> str:
 
     version = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
     return f"redis server for the tests: {binary} ({version.stdout.strip()})"
+
+
+@pytest.fixture
+def server(redis_server_binary_path: str) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, to kill, pause or reconfigure; always stopped."""
+    srv = RedisServer(redis_server_binary_path, extra_args=["--enable-debug-command", "yes"])
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+@pytest.fixture
+async def raw(server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
+    """A plain redis-py client to ``server``, for seeding and checking behind the cache."""
+    client = redis.asyncio.Redis.from_url(server.url, socket_timeout=10)
+    try:
+        yield client
+    finally:
+        with contextlib.suppress(Exception):  # the test may have killed the server
+            await client.aclose()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -34,26 +34,6 @@ from tests.redis_server import RedisServer, free_port
 pytestmark = pytest.mark.redis
 
 PREFIX = "cls:"
-
-
-@pytest.fixture
-def server(redis_server_binary_path: str) -> Iterator[RedisServer]:
-    srv = RedisServer(redis_server_binary_path, extra_args=["--enable-debug-command", "yes"])
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.close()
-
-
-@pytest.fixture
-async def raw(server: RedisServer) -> AsyncIterator[redis_asyncio.Redis]:
-    client = redis_asyncio.Redis.from_url(server.url, socket_timeout=10)
-    try:
-        yield client
-    finally:
-        with contextlib.suppress(Exception):
-            await client.aclose()
 
 
 def backend_for(url: str, **options: Any) -> RedisBackend:

@@ -16,7 +16,6 @@ import asyncio
 import logging
 import statistics
 import time
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -31,25 +30,6 @@ pytestmark = pytest.mark.redis
 
 OP_TIMEOUT = 0.1
 PREFIX = "fault:"
-
-
-@pytest.fixture
-def server(redis_server_binary_path: str) -> Iterator[RedisServer]:
-    srv = RedisServer(redis_server_binary_path)
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.close()
-
-
-@pytest.fixture
-async def raw(server: RedisServer) -> AsyncIterator[redis_asyncio.Redis]:
-    client = redis_asyncio.Redis.from_url(server.url, socket_timeout=5)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def make_cache(url: str, **options: Any) -> FallbackCache:

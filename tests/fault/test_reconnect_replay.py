@@ -7,7 +7,6 @@ invalidated during the outage, with ``failbacks == 0``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -21,25 +20,6 @@ from tests.redis_server import RedisServer
 pytestmark = pytest.mark.redis
 
 PREFIX = "replay:"
-
-
-@pytest.fixture
-def server(redis_server_binary_path: str) -> Iterator[RedisServer]:
-    srv = RedisServer(redis_server_binary_path)
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.close()
-
-
-@pytest.fixture
-async def raw(server: RedisServer) -> AsyncIterator[redis_asyncio.Redis]:
-    client = redis_asyncio.Redis.from_url(server.url, socket_timeout=5)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 def options(**extra: Any) -> dict[str, Any]:

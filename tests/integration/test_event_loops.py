@@ -12,7 +12,6 @@ import asyncio
 import gc
 import threading
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -106,16 +105,6 @@ def test_threads_with_their_own_loops(redis_url: str, prefix: str) -> None:
     no_trouble(final)
     asyncio.run(cache.clear())
     asyncio.run(cache.close())
-
-
-@pytest.fixture
-def server(redis_server_binary_path: str) -> Iterator[RedisServer]:
-    srv = RedisServer(redis_server_binary_path)
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.close()
 
 
 def test_an_outage_that_outlives_its_loop_still_ends(server: RedisServer) -> None:
