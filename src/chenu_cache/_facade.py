@@ -15,32 +15,34 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
-from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from typing_extensions import ParamSpec, Self
 
 from ._decorator import CachedFunction, KeyBuilder, bind_decorator
-from ._failover import Failover, Transition
-from ._freshness import ENVELOPE_MAGIC, ENVELOPE_SIZE, peek, unwrap
+from ._failover import Failover, Transition, recent_window_of
 from ._glob import validate_pattern
-from ._keys import DEFAULT_MAX_KEY_LENGTH, NAMESPACE_SEPARATOR, namespace_of, qualify
+from ._keys import (
+    DEFAULT_MAX_KEY_LENGTH,
+    NAMESPACE_SEPARATOR,
+    namespace_of,
+    qualify,
+    validate_scan,
+)
 from ._keys import validate_namespace as _validate_namespace
 from ._loader import Loader, freshness_of
 from ._namespaces import DEFAULT_MAX_TTL, DEFAULT_TTL, NamespaceRegistry, to_seconds
 from ._routes import Route
-from ._statistics import assemble, counters_now
+from ._statistics import assemble, counters_now, health_report
 from ._types import MISSING, TTL
-from .backends.base import Backend, BackendStats, DeclaresRecentWindow
+from ._values import ABSENT, Decoder
+from .backends.base import Backend, BackendStats
 from .backends.memory import MemoryBackend
 from .backends.redis import DEFAULT_CONNECT_TIMEOUT, DEFAULT_OPERATION_TIMEOUT, RedisBackend
 from .exceptions import (
     BackendError,
-    CacheTypeError,
     CommandRefusedError,
     ConfigurationError,
-    DeserializationError,
-    ValidationError,
 )
 from .serializers import DEFAULT_MAX_VALUE_SIZE, Codec, Serializer
 from .stats import CacheStatistics, Counters, HealthReport
@@ -56,18 +58,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 
-_MAX_SCAN_COUNT = 10_000
-_MAX_CURSOR = 2**64  # Redis cursors are unsigned 64-bit
 _MAX_RESOLVED = 65_536  # remembered keys; cleared wholesale when full (cheap, rare)
-_ENVELOPE_BYTE = bytes((ENVELOPE_MAGIC,))
-_ABSENT: Any = object()  # stored bytes that give no value: expired, or undecodable
-
-
-def _recent_window(primary: Backend | None) -> float:
-    declared: object = primary  # a Backend need not declare it
-    if isinstance(declared, DeclaresRecentWindow):
-        return float(declared.recent_window)
-    return 2.0
 
 
 class FallbackCache:
@@ -139,10 +130,6 @@ class FallbackCache:
         self.codec = Codec(
             serializer, compress_threshold=compress_threshold, max_value_size=max_value_size
         )
-        # Hot-path shortcuts: the plain header and the serializer's loads, to decode
-        # the common entry (uncompressed, no envelope) without a call through the codec.
-        self._plain_header = self.codec.encode(None)[:3]
-        self._loads = self.codec.serializer.loads
         # Validated keys with their namespace counters, so a repeated key costs one
         # dict lookup instead of validation and namespace parsing.
         self._resolved: dict[object, tuple[str, str | None, list[int]]] = {}
@@ -156,7 +143,7 @@ class FallbackCache:
         self._recent_window_given = recent_window is not None
         if recent_window is None:
             # A backend may know its deployment needs more (RedisBackend behind Sentinel).
-            recent_window = _recent_window(primary)
+            recent_window = recent_window_of(primary)
         self._failover = Failover(
             self._fallback,
             primary,
@@ -171,6 +158,7 @@ class FallbackCache:
         self._route: Route = self._failover.route
         self._failover.on_switch = self._on_switch
         self._counters = Counters()
+        self._decoder = Decoder(self.codec, self._counters, clock)
         self._said_memory_only = False
         self._primary_from_initialize = False
         # Freshness metadata is shared across processes, so it runs on the wall clock.
@@ -181,7 +169,7 @@ class FallbackCache:
             read=self._read,
             store=self._store_loaded,
             route=lambda: self._route,
-            undecodable=self._undecodable,
+            undecodable=self._decoder.undecodable,
             clock=clock,
             rng=rng,
         )
@@ -226,7 +214,7 @@ class FallbackCache:
             self._failover.set_primary(new)
             self._primary_from_initialize = True
             if not self._recent_window_given:
-                self._failover.recent_window = _recent_window(new)
+                self._failover.recent_window = recent_window_of(new)
             if old is not None:
                 await old.close()
         if self._failover.primary is None:
@@ -256,7 +244,8 @@ class FallbackCache:
                 await primary.close()
             except BackendError as exc:  # a dead server has nothing left to release
                 logger.debug("chenu_cache: closing %s failed: %s", primary.name, exc)
-            # Outage forgotten: back on the primary, or memory-only if initialize() made it.
+            # Back on the primary, or memory-only if initialize() made it; an unreplayed
+            # journal is kept for whichever primary comes next.
             self._failover.set_primary(None if self._primary_from_initialize else primary)
             self._primary_from_initialize = False
         await self._fallback.close()
@@ -265,12 +254,7 @@ class FallbackCache:
         await self.initialize()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     # -- reading and decoding -----------------------------------------------------
@@ -280,7 +264,7 @@ class FallbackCache:
         try:
             return await self._route.read(key)
         except CommandRefusedError as exc:
-            self._refused(key, exc)
+            self._decoder.refused(key, exc)
             return None
 
     async def _store_loaded(self, key: str, data: bytes, ttl: float | None) -> None:
@@ -289,22 +273,7 @@ class FallbackCache:
         except CommandRefusedError as exc:
             # The caller asked to read: the value it waited for is the answer, whether
             # or not the server would keep it.
-            self._refused(key, exc)
-
-    def _value(self, key: str, data: bytes) -> Any:
-        """Decode stored bytes: the value, or ``_ABSENT`` (expired or undecodable)."""
-        try:
-            if data[:3] == self._plain_header:
-                return self._loads(data[3:])
-            if data[:1] == _ENVELOPE_BYTE:
-                payload, timing = unwrap(data)
-                if timing is not None and self._clock() >= timing.expires_at:
-                    return _ABSENT  # kept only to be served if its loader fails
-                return self.codec.decode(payload)
-            return self.codec.decode(data)
-        except DeserializationError as exc:
-            self._undecodable(key, exc)
-            return _ABSENT
+            self._decoder.refused(key, exc)
 
     def _key(self, key: str, namespace: str | None) -> str:
         return self._resolve(key, namespace)[0]
@@ -323,19 +292,6 @@ class FallbackCache:
         self._resolved[key if namespace is None else (namespace, key)] = entry
         return entry
 
-    def _refused(self, key: str, exc: CommandRefusedError) -> None:
-        """A read the server refused (``WRONGTYPE``, say): a miss, counted, logged once."""
-        self._counters.command_errors += 1
-        level = logging.WARNING if self._counters.command_errors == 1 else logging.DEBUG
-        logger.log(level, "chenu_cache: reading %r was refused (%s); treated as a miss", key, exc)
-
-    def _undecodable(self, key: str, exc: DeserializationError) -> None:
-        self._counters.decode_errors += 1
-        level = logging.WARNING if self._counters.decode_errors == 1 else logging.DEBUG
-        logger.log(
-            level, "chenu_cache: entry %r cannot be decoded (%s); treated as a miss", key, exc
-        )
-
     # -- reads -----------------------------------------------------------------------
 
     async def get(self, key: str, namespace: str | None = None, default: Any = None) -> Any:
@@ -349,8 +305,8 @@ class FallbackCache:
         nowait = self._route.nowait
         data = nowait(full) if nowait is not None else await self._read(full)
         if data is not None:
-            value = self._value(full, data)
-            if value is not _ABSENT:
+            value = self._decoder.value(full, data)
+            if value is not ABSENT:
                 slot[0] += 1
                 return value
         slot[1] += 1
@@ -384,26 +340,8 @@ class FallbackCache:
         data = get_nowait(full)
         if data is None:
             return default
-        try:
-            if data[:3] == self._plain_header:
-                value = self._loads(data[3:])
-            elif data[0] == ENVELOPE_MAGIC and len(data) >= ENVELOPE_SIZE:
-                _, written_at, ttl, _ = peek(data)
-                age = self._clock() - written_at
-                if ttl and age >= ttl:
-                    return default  # expired: the loader decides, reload or serve stale
-                if refresh_after is not None:
-                    if type(refresh_after) is timedelta:
-                        refresh_after = refresh_after.total_seconds()
-                    if age >= refresh_after:  # type: ignore[operator]
-                        return default  # due: the loader starts the refresh
-                if data[ENVELOPE_SIZE : ENVELOPE_SIZE + 3] == self._plain_header:
-                    value = self._loads(data[ENVELOPE_SIZE + 3 :])
-                else:
-                    value = self.codec.decode(data[ENVELOPE_SIZE:])
-            else:
-                return default
-        except DeserializationError:
+        value = self._decoder.value(full, data, refresh_after)
+        if value is ABSENT:
             return default
         slot[0] += 1
         return value
@@ -419,13 +357,13 @@ class FallbackCache:
         try:
             found = await self._route.read_many(full)
         except CommandRefusedError as exc:
-            self._refused(full[0] if len(full) == 1 else f"{len(full)} keys", exc)
+            self._decoder.refused(full[0] if len(full) == 1 else f"{len(full)} keys", exc)
             found = [None] * len(full)
         result: dict[str, Any] = {}
         for key, (logical, _, slot), data in zip(requested, resolved, found, strict=True):
             if data is not None:
-                value = self._value(logical, data)
-                if value is not _ABSENT:
+                value = self._decoder.value(logical, data)
+                if value is not ABSENT:
                     result[key] = value
                     slot[0] += 1
                     continue
@@ -449,13 +387,7 @@ class FallbackCache:
         The cursor belongs to the backend serving calls: if a failover or failback
         happens between pages, start again from 0.
         """
-        validate_pattern(pattern, max_length=self.max_key_length)
-        if type(cursor) is not int or cursor < 0:
-            raise CacheTypeError("cursor must be a non-negative int")
-        if cursor >= _MAX_CURSOR:
-            raise ValidationError(f"cursor {cursor} is out of range: a scan cursor is below 2**64")
-        if type(count) is not int or not 1 <= count <= _MAX_SCAN_COUNT:
-            raise CacheTypeError(f"count must be an int between 1 and {_MAX_SCAN_COUNT}")
+        validate_scan(pattern, cursor, count, max_length=self.max_key_length)
         return await self._route.query(lambda b: b.scan(pattern, cursor, count))
 
     # -- writes ----------------------------------------------------------------------
@@ -529,8 +461,8 @@ class FallbackCache:
             nowait = self._route.nowait
             data = nowait(full) if nowait is not None else await loader.lookup(full)
             if data is not None:
-                value = self._value(full, data)
-                if value is not _ABSENT:
+                value = self._decoder.value(full, data)
+                if value is not ABSENT:
                     slot[0] += 1
                     return value
         slot[1] += 1
@@ -656,30 +588,7 @@ class FallbackCache:
 
         A failed ping while the primary serves fails over, as any failed call would.
         """
-        failover = self._failover
-        primary = failover.primary
-        latency: float | None = None
-        error: str | None = None
-        reachable: bool | None = None
-        if primary is not None:
-            try:
-                latency = await primary.ping()
-                reachable = True
-            except BackendError as exc:
-                reachable = False
-                error = f"{type(exc).__name__}: {exc}"
-                if failover.active is primary:
-                    await failover.failed(exc)
-        degraded = primary is not None and failover.active is not primary
-        return HealthReport(
-            status="degraded" if degraded else "ok",
-            backend=failover.active.name,
-            breaker_state=failover.state,
-            redis_configured=primary is not None,
-            redis_reachable=reachable,
-            redis_latency=latency,
-            redis_error=error,
-        )
+        return await health_report(self._failover)
 
     def __repr__(self) -> str:
         return (

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from ._glob import escape_glob
 from ._keys import NAMESPACE_SEPARATOR, namespace_of
 from ._routes import Direct, Gated, Journaling, Primary, Route
-from .backends.base import Backend
+from .backends.base import Backend, DeclaresRecentWindow
 from .exceptions import BackendError, CacheError
 from .stats import FailoverStatistics
 
-__all__ = ["Failover", "Journal", "Transition"]
+__all__ = ["Failover", "Journal", "Transition", "recent_window_of"]
 
 logger = logging.getLogger("chenu_cache")
 
@@ -121,6 +121,14 @@ class Journal:
         keys = list(self.keys)
         for start in range(0, len(keys), _REPLAY_BATCH):
             await primary.delete_many(keys[start : start + _REPLAY_BATCH])
+
+
+def recent_window_of(primary: Backend | None) -> float:
+    """The recent window a primary declares (`DeclaresRecentWindow`), else 2 seconds."""
+    declared: object = primary  # a Backend need not declare it
+    if isinstance(declared, DeclaresRecentWindow):
+        return float(declared.recent_window)
+    return 2.0
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 
-from .exceptions import CacheTypeError, InvalidKeyError, InvalidNamespaceError
+from ._glob import validate_pattern
+from .exceptions import CacheTypeError, InvalidKeyError, InvalidNamespaceError, ValidationError
 
 __all__ = [
     "DEFAULT_MAX_KEY_LENGTH",
@@ -20,6 +21,7 @@ __all__ = [
     "qualify",
     "validate_key",
     "validate_namespace",
+    "validate_scan",
 ]
 
 DEFAULT_MAX_KEY_LENGTH = 1024
@@ -70,3 +72,18 @@ def namespace_of(key: str) -> str | None:
     if sep and _NAMESPACE.fullmatch(head) is not None:
         return head
     return None
+
+
+_MAX_SCAN_COUNT = 10_000
+_MAX_CURSOR = 2**64  # Redis cursors are unsigned 64-bit
+
+
+def validate_scan(pattern: str, cursor: int, count: int, *, max_length: int) -> None:
+    """Check the arguments of one page of a scan; raise a typed error for a bad one."""
+    validate_pattern(pattern, max_length=max_length)
+    if type(cursor) is not int or cursor < 0:
+        raise CacheTypeError("cursor must be a non-negative int")
+    if cursor >= _MAX_CURSOR:
+        raise ValidationError(f"cursor {cursor} is out of range: a scan cursor is below 2**64")
+    if type(count) is not int or not 1 <= count <= _MAX_SCAN_COUNT:
+        raise CacheTypeError(f"count must be an int between 1 and {_MAX_SCAN_COUNT}")

@@ -8,19 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ._failover import Failover
 from ._loader import Loader
 from .backends.base import Backend, BackendStats, SupportsStatsNowait
+from .exceptions import BackendError
 from .stats import (
     CacheStatistics,
     Counters,
     FailoverStatistics,
+    HealthReport,
     LoaderStatistics,
     MemoryStatistics,
     NamespaceStatistics,
     RedisStatistics,
 )
 
-__all__ = ["assemble", "counters_now"]
+__all__ = ["assemble", "counters_now", "health_report"]
 
 
 def counters_now(backend: Backend) -> BackendStats | None:
@@ -94,4 +97,34 @@ def assemble(
             stale_served=counters.stale_served,
         ),
         failover=failover,
+    )
+
+
+async def health_report(failover: Failover) -> HealthReport:
+    """Ping the primary (if any): which backend serves, and how Redis is doing.
+
+    A failed ping while the primary serves fails over, as any failed call would.
+    """
+    primary = failover.primary
+    latency: float | None = None
+    error: str | None = None
+    reachable: bool | None = None
+    if primary is not None:
+        try:
+            latency = await primary.ping()
+            reachable = True
+        except BackendError as exc:
+            reachable = False
+            error = f"{type(exc).__name__}: {exc}"
+            if failover.active is primary:
+                await failover.failed(exc)
+    degraded = primary is not None and failover.active is not primary
+    return HealthReport(
+        status="degraded" if degraded else "ok",
+        backend=failover.active.name,
+        breaker_state=failover.state,
+        redis_configured=primary is not None,
+        redis_reachable=reachable,
+        redis_latency=latency,
+        redis_error=error,
     )

@@ -60,6 +60,7 @@ FORBIDDEN = {
     "_freshness": {"_facade", "_default", "_decorator"},
     "_loader": {"_facade", "_default", "_decorator", "_failover"},
     "_statistics": {"_facade", "_default", "_decorator"},
+    "_values": {"_facade", "_default", "_decorator", "_failover", "_routes", "_loader"},
     "_decorator": {"_facade", "_default", "backends"},
     "_facade": {"_default"},
 }
