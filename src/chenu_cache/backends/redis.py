@@ -1,35 +1,27 @@
 """Redis storage on redis-py's asyncio client.
 
-Connections belong to the event loop that opened them, so everything loop-bound (the
-client and its pool, connection slots, batchers, the Sentinel watch) lives in one
-`_LoopState` per loop. A call from a loop the backend has not seen gets a state of its
-own: one backend serves several ``asyncio.run()`` in a row, pytest-asyncio's loop per
-test, and worker threads with loops of their own, without failing over. A loop's state
-is closed while that loop shuts down (``asyncio.run()`` and ``asyncio.Runner``
-finalize async generators; see `_release_at_shutdown`).
+Every command runs inside its event loop's `Command` boundary (a connection slot, then
+redis-py's errors translated into ours); the per-loop state lives in `_redis_loops`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 
 from redis.asyncio import ConnectionPool, Redis, RedisCluster
 
 from .._glob import escape_glob
 from ..exceptions import (
-    BackendError,
     BackendUnavailableError,
     CommandRefusedError,
     ConfigurationError,
 )
-from ._batch import Batcher
 from ._clients import client_from_url
-from ._redis_errors import translate
+from ._redis_loops import LoopState, LoopStates
 from ._sentinel import PrimaryWatch
 from .base import Backend, BackendStats, SupportsLock, SupportsStatsNowait
 
@@ -57,85 +49,6 @@ return 0
 DEFAULT_CONNECT_TIMEOUT = 1.0
 DEFAULT_MAX_CONNECTIONS = 64
 _SCAN_BATCH = 500
-_CLOSE_OTHER_LOOP = 2.0  # seconds close() waits for another thread's loop to let go
-
-
-class _Command:
-    """The one boundary every Redis command crosses: a connection slot, then our errors.
-
-    At most ``n`` commands run at once; callers beyond that wait instead of failing. A
-    caller that waited while another command failed gives up without sending: when the
-    server hangs, the queue behind the first timeout must not pay one timeout per batch
-    of connections before the facade's failover takes over. Errors leave translated by
-    `translate` (``raise ... from`` the driver's); only outages count as failures.
-    """
-
-    __slots__ = ("_semaphore", "failures", "watch")
-
-    def __init__(self, n: int, watch: PrimaryWatch | None) -> None:
-        self._semaphore = asyncio.Semaphore(n)
-        self.failures = 0
-        self.watch = watch
-
-    async def __aenter__(self) -> None:
-        semaphore = self._semaphore
-        if not semaphore.locked():
-            await semaphore.acquire()  # free slot: returns without suspending
-            return
-        seen = self.failures
-        await semaphore.acquire()
-        if self.failures != seen:
-            semaphore.release()
-            raise BackendUnavailableError(
-                "Redis failed while this call waited for a connection; not sent"
-            )
-
-    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        self._semaphore.release()
-        try:
-            if exc is None:
-                if self.watch is not None:
-                    self.watch.after_command()
-                return
-        except BackendError as changed:
-            exc = changed
-        # Everything a command raises, not only RedisError: redis-py's own bugs surface
-        # as AttributeError and the like. CancelledError is no failure: it passes.
-        if not isinstance(exc, Exception):
-            return
-        ours = translate(exc)
-        if isinstance(ours, BackendError):
-            self.failures += 1
-        if ours is exc:
-            raise ours
-        raise ours from exc
-
-
-class _LoopState:
-    """What the backend holds for one event loop."""
-
-    def __init__(self, backend: RedisBackend, loop: asyncio.AbstractEventLoop, client: Any) -> None:
-        self.loop = loop
-        self.client: Redis | RedisCluster = client
-        self.cluster = isinstance(client, RedisCluster)
-        self.watch = PrimaryWatch.of(client, backend.operation_timeout)
-        self.command = _Command(backend.max_connections, self.watch)
-        self.release_lock = client.register_script(_RELEASE_LOCK)
-        self.get_batcher: Batcher[str, bytes | None] | None = None
-        self.set_batcher: Batcher[tuple[str, bytes, float | None], None] | None = None
-        if backend.batching:
-            # Concurrent GETs become one MGET, concurrent SETs one pipeline; a lone
-            # call is sent as it is.
-            self.get_batcher = Batcher(
-                lambda key: backend._get_one(self, key),
-                lambda keys: backend._mget(self, keys),
-            )
-            self.set_batcher = Batcher(
-                lambda item: backend._set_one(self, item),
-                lambda items: backend._set_batch(self, items),
-            )
-        self.closed = False
-        self.shutdown_hook: AsyncGenerator[None, None] | None = None
 
 
 def _decodes_responses(client: Any) -> bool:
@@ -262,8 +175,6 @@ class RedisBackend(Backend, SupportsLock, SupportsStatsNowait):
             if isinstance(pool_limit, int) and pool_limit < max_connections:
                 max_connections = pool_limit
         self._given_client = client if url is None else None
-        self._spare_client: Redis | RedisCluster | None = client
-        """Built but not yet bound to a loop: the first loop to call takes it."""
         self.cluster = isinstance(client, RedisCluster)
         self.max_connections = max_connections
         self._glob_prefix = escape_glob(prefix)
@@ -271,8 +182,12 @@ class RedisBackend(Backend, SupportsLock, SupportsStatsNowait):
         self.recent_window = 2.0
         if PrimaryWatch.of(client, operation_timeout) is not None:
             self.recent_window = 10.0
-        self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
-        self._state: _LoopState | None = None  # the last loop's, for the fast path
+        self._loops = LoopStates(
+            client,
+            given_client=self._given_client,
+            new_client=self._new_client,
+            new_state=self._new_state,
+        )
         self._hits = 0
         self._misses = 0
 
@@ -297,86 +212,23 @@ class RedisBackend(Backend, SupportsLock, SupportsStatsNowait):
             "from a URL"
         )
 
-    def _here(self) -> _LoopState:
-        """The state of the running loop, made on its first call."""
-        loop = asyncio.get_running_loop()
-        state = self._state
-        if state is not None and state.loop is loop:
-            return state
-        state = self._states.get(loop)
-        if state is None:
-            state = self._bind(loop)
-        self._state = state
-        return state
-
-    def _bind(self, loop: asyncio.AbstractEventLoop) -> _LoopState:
-        for other in list(self._states.values()):
-            if other.loop.is_closed():
-                # Closed without finalizing async generators (loop.close() by hand):
-                # its sockets cannot be closed on a dead loop; the collector takes them.
-                self._forget(other)
-        client = self._spare_client
-        self._spare_client = None
-        if client is None:
-            given = self._given_client
-            if given is not None and not any(s.client is given for s in self._states.values()):
-                client = given  # its first loop is gone: the client is free again
-            else:
-                client = self._new_client()
-        state = _LoopState(self, loop, client)
-        self._states[loop] = state
-        state.shutdown_hook = self._release_at_shutdown(state)
-        # Registers the generator with the loop (its first-iteration hook) and runs it
-        # to its yield without suspending; the loop's shutdown_asyncgens() resumes it.
-        with contextlib.suppress(StopIteration):
-            state.shutdown_hook.__anext__().send(None)
-        return state
-
-    async def _release_at_shutdown(self, state: _LoopState) -> AsyncGenerator[None, None]:
-        # asyncio.run() and asyncio.Runner (which pytest-asyncio uses) close every
-        # unfinished async generator before closing the loop: that is the last moment
-        # this loop's connections can be closed properly.
-        try:
-            yield
-        finally:
-            await self._close_state(state, loop_ending=True)
-
-    def _forget(self, state: _LoopState) -> None:
-        state.closed = True
-        self._states.pop(state.loop, None)
-        if self._state is state:
-            self._state = None
-
-    async def _close_state(self, state: _LoopState, *, loop_ending: bool = False) -> None:
-        if state.closed:
-            return
-        self._forget(state)
-        for batcher in (state.get_batcher, state.set_batcher):
-            if batcher is not None:
-                await batcher.close()
-        if state.watch is not None:
-            await state.watch.close()
-        client: Any = state.client
-        try:
-            if state.client is self._given_client:
-                # The caller's client is theirs to close; but when its loop ends, its
-                # connections die with it, and the next loop reuses the client.
-                if loop_ending:
-                    pool = getattr(client, "connection_pool", None)
-                    await (pool.disconnect() if pool is not None else client.aclose())
-                return
-            await client.aclose()
-            if isinstance(client, Redis):
-                await client.connection_pool.disconnect()
-                if state.watch is not None:  # a Sentinel-made client: the sentinels too
-                    await state.watch.close_sentinels()
-        except Exception:  # noqa: S110 - closing a dead connection has nothing to release
-            pass
+    def _new_state(
+        self, loop: asyncio.AbstractEventLoop, client: Redis | RedisCluster
+    ) -> LoopState:
+        batch = (self._get_one, self._mget, self._set_one, self._set_batch)
+        return LoopState(
+            loop,
+            client,
+            max_connections=self.max_connections,
+            timeout=self.operation_timeout,
+            release_script=_RELEASE_LOCK,
+            batch=batch if self.batching else None,
+        )
 
     # -- reads -----------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
-        state = self._here()
+        state = self._loops.here()
         batcher = state.get_batcher
         if batcher is not None:
             value = await batcher.submit(key)  # a lone call is sent as a plain GET
@@ -388,11 +240,11 @@ class RedisBackend(Backend, SupportsLock, SupportsStatsNowait):
             self._hits += 1
         return value
 
-    async def _get_one(self, state: _LoopState, key: str) -> bytes | None:
+    async def _get_one(self, state: LoopState, key: str) -> bytes | None:
         async with state.command:
             return cast("bytes | None", await state.client.get(self.prefix + key))
 
-    async def _mget(self, state: _LoopState, keys: Sequence[str]) -> list[bytes | None]:
+    async def _mget(self, state: LoopState, keys: Sequence[str]) -> list[bytes | None]:
         prefix = self.prefix
         physical = [prefix + k for k in keys]
         async with state.command:
@@ -405,14 +257,14 @@ class RedisBackend(Backend, SupportsLock, SupportsStatsNowait):
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        values = await self._mget(self._here(), keys)
+        values = await self._mget(self._loops.here(), keys)
         found = sum(1 for v in values if v is not None)
         self._hits += found
         self._misses += len(values) - found
         return values
 
     async def ttl(self, key: str) -> float | None:
-        state = self._here()
+        state = self._loops.here()
         async with state.command:
             millis: int = await state.client.pttl(self.prefix + key)
         if millis == -2:
@@ -424,14 +276,14 @@ class RedisBackend(Backend, SupportsLock, SupportsStatsNowait):
     # -- writes ----------------------------------------------------------------------
 
     async def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        state = self._here()
+        state = self._loops.here()
         batcher = state.set_batcher
         if batcher is not None:
             await batcher.submit((key, value, ttl))  # a lone call is sent as a plain SET
         else:
             await self._set_one(state, (key, value, ttl))
 
-    async def _set_one(self, state: _LoopState, item: tuple[str, bytes, float | None]) -> None:
+    async def _set_one(self, state: LoopState, item: tuple[str, bytes, float | None]) -> None:
         key, value, ttl = item
         async with state.command:
             if ttl is None:
@@ -440,17 +292,17 @@ class RedisBackend(Backend, SupportsLock, SupportsStatsNowait):
                 await state.client.set(self.prefix + key, value, px=_px(ttl))
 
     async def _set_batch(
-        self, state: _LoopState, items: Sequence[tuple[str, bytes, float | None]]
+        self, state: LoopState, items: Sequence[tuple[str, bytes, float | None]]
     ) -> list[None]:
         await self._set_many(state, items)
         return [None] * len(items)
 
     async def set_many(self, items: Sequence[tuple[str, bytes, float | None]]) -> None:
         if items:
-            await self._set_many(self._here(), items)
+            await self._set_many(self._loops.here(), items)
 
     async def _set_many(
-        self, state: _LoopState, items: Sequence[tuple[str, bytes, float | None]]
+        self, state: LoopState, items: Sequence[tuple[str, bytes, float | None]]
     ) -> None:
         prefix = self.prefix
         async with state.command:
@@ -463,7 +315,7 @@ class RedisBackend(Backend, SupportsLock, SupportsStatsNowait):
             await pipe.execute()
 
     async def delete(self, key: str) -> bool:
-        state = self._here()
+        state = self._loops.here()
         async with state.command:
             removed: int = await state.client.unlink(self.prefix + key)
         return removed > 0
@@ -472,7 +324,7 @@ class RedisBackend(Backend, SupportsLock, SupportsStatsNowait):
         if not keys:
             return 0
         prefix = self.prefix
-        state = self._here()
+        state = self._loops.here()
         async with state.command:
             removed: int = await state.client.unlink(*[prefix + k for k in keys])
         return removed
@@ -481,7 +333,7 @@ class RedisBackend(Backend, SupportsLock, SupportsStatsNowait):
 
     async def scan(self, pattern: str, cursor: int = 0, count: int = 100) -> tuple[int, list[str]]:
         match = self._glob_prefix + pattern
-        state = self._here()
+        state = self._loops.here()
         async with state.command:
             if state.cluster:
                 return await self._scan_cluster(state, match, cursor, count)
@@ -489,7 +341,7 @@ class RedisBackend(Backend, SupportsLock, SupportsStatsNowait):
         return int(next_cursor), self._strip(raw)
 
     async def _scan_cluster(
-        self, state: _LoopState, match: str, cursor: int, count: int
+        self, state: LoopState, match: str, cursor: int, count: int
     ) -> tuple[int, list[str]]:
         # One cursor over every primary: node cursor * number of primaries + node index.
         # A page comes from one node; the cursor moves to the next node when it is done.
@@ -510,7 +362,7 @@ class RedisBackend(Backend, SupportsLock, SupportsStatsNowait):
         # command, and UNLINK frees memory off the main thread. On a cluster, every
         # primary is scanned, and redis-py splits each UNLINK by slot.
         match = self._glob_prefix + pattern
-        state = self._here()
+        state = self._loops.here()
         if not state.cluster:
             return await self._delete_on(state, match, None)
         client = cast("RedisCluster", state.client)
@@ -522,7 +374,7 @@ class RedisBackend(Backend, SupportsLock, SupportsStatsNowait):
             removed += await self._delete_on(state, match, node)
         return removed
 
-    async def _delete_on(self, state: _LoopState, match: str, node: Any) -> int:
+    async def _delete_on(self, state: LoopState, match: str, node: Any) -> int:
         removed = 0
         cursor = 0
         client: Any = state.client
@@ -557,13 +409,13 @@ class RedisBackend(Backend, SupportsLock, SupportsStatsNowait):
     # -- locks (SupportsLock) --------------------------------------------------------
 
     async def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
-        state = self._here()
+        state = self._loops.here()
         async with state.command:
             taken = await state.client.set(self._lock_prefix + key, token, nx=True, px=_px(ttl))
         return bool(taken)
 
     async def release_lock(self, key: str, token: str) -> bool:
-        state = self._here()
+        state = self._loops.here()
         async with state.command:
             released = await state.release_lock(keys=[self._lock_prefix + key], args=[token])
         return bool(released)
@@ -571,7 +423,7 @@ class RedisBackend(Backend, SupportsLock, SupportsStatsNowait):
     # -- housekeeping ----------------------------------------------------------------
 
     async def stats(self) -> BackendStats:
-        state = self._here()
+        state = self._loops.here()
         client: Any = state.client
         async with state.command:
             if state.cluster:
@@ -605,7 +457,7 @@ class RedisBackend(Backend, SupportsLock, SupportsStatsNowait):
         )
 
     async def ping(self) -> float:
-        state = self._here()
+        state = self._loops.here()
         start = time.perf_counter()
         try:
             async with state.command:
@@ -627,27 +479,8 @@ class RedisBackend(Backend, SupportsLock, SupportsStatsNowait):
         return time.perf_counter() - start
 
     async def close(self) -> None:
-        """Release every loop's connections: this loop's now, other live loops' through
-        their own thread, closed loops' to the garbage collector."""
-        try:
-            here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            here = None
-        for state in list(self._states.values()):
-            loop = state.loop
-            if loop is here:
-                await self._close_state(state)
-            elif not loop.is_closed() and loop.is_running():
-                done = asyncio.run_coroutine_threadsafe(self._close_state(state), loop)
-                # A loop too busy to answer in time closes them at its own shutdown.
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.wrap_future(done), _CLOSE_OTHER_LOOP)
-            else:
-                self._forget(state)
-        spare, self._spare_client = self._spare_client, None
-        if spare is not None and spare is not self._given_client:
-            with contextlib.suppress(Exception):  # never connected: nothing to release
-                await spare.aclose()
+        """Release every event loop's connections (see `LoopStates.close_all`)."""
+        await self._loops.close_all()
 
     def __repr__(self) -> str:
         return f"RedisBackend(prefix={self.prefix!r}, operation_timeout={self.operation_timeout})"
