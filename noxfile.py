@@ -162,6 +162,7 @@ def bench(session: nox.Session) -> None:
         "fastapi-cache2",
         "jinja2",  # fastapi-cache2 imports starlette's templating
         "async-lru",
+        "theine",
     )
     session.run("python", "-m", "benchmarks.run", *session.posargs)
     session.run("python", "-m", "benchmarks.failover_latency", "--runs", "2")
