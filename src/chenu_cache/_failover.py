@@ -217,7 +217,9 @@ class Failover:
         probe has deleted them from it. Until then the fallback serves, journaling.
         """
         self._stop_probe()
-        owed = bool(self.journal) or self.journaling
+        # Owed: changes to replay, or an outage in progress (the primary may have lost
+        # what it acknowledged last). A close() with nothing changed since owes nothing.
+        owed = bool(self.journal) or (self.journaling and self.primary is not None)
         self.primary = primary
         self._owed = self._owed or primary is not None
         if primary is not None and not owed:

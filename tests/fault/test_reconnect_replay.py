@@ -169,3 +169,20 @@ async def test_set_primary_keeps_the_journal_for_the_new_primary(
         await failover.close()
         await first.close()
         await second.close()
+
+
+async def test_close_and_initialize_without_changes_is_no_failback(
+    server: RedisServer, raw: redis_asyncio.Redis
+) -> None:
+    cache = FallbackCache(**options())
+    try:
+        await cache.initialize(server.url)
+        await cache.set("k", "v")
+        await cache.close()
+        await cache.initialize(server.url)
+        stats = (await cache.get_statistics()).to_dict()
+        assert stats["backend"] == "redis"
+        assert stats["failbacks"] == 0  # nothing was owed: no replay, no failback
+        assert await cache.get("k") == "v"
+    finally:
+        await cache.close()
