@@ -22,13 +22,7 @@ from typing_extensions import ParamSpec, Self
 from ._decorator import CachedFunction, KeyBuilder, bind_decorator
 from ._failover import Failover, Transition, recent_window_of
 from ._glob import validate_pattern
-from ._keys import (
-    DEFAULT_MAX_KEY_LENGTH,
-    NAMESPACE_SEPARATOR,
-    namespace_of,
-    qualify,
-    validate_scan,
-)
+from ._keys import DEFAULT_MAX_KEY_LENGTH, NAMESPACE_SEPARATOR, namespace_of, qualify, validate_scan
 from ._keys import validate_namespace as _validate_namespace
 from ._loader import Loader, freshness_of
 from ._namespaces import DEFAULT_MAX_TTL, DEFAULT_TTL, NamespaceRegistry, to_seconds
@@ -36,14 +30,11 @@ from ._routes import Route
 from ._statistics import assemble, counters_now, health_report
 from ._types import MISSING, TTL
 from ._values import ABSENT, Decoder
+from .backends import redis as _redis
 from .backends.base import Backend, BackendStats
 from .backends.memory import MemoryBackend
-from .backends.redis import DEFAULT_CONNECT_TIMEOUT, DEFAULT_OPERATION_TIMEOUT, RedisBackend
-from .exceptions import (
-    BackendError,
-    CommandRefusedError,
-    ConfigurationError,
-)
+from .backends.redis import RedisBackend
+from .exceptions import BackendError, CommandRefusedError, ConfigurationError
 from .serializers import DEFAULT_MAX_VALUE_SIZE, Codec, Serializer
 from .stats import CacheStatistics, Counters, HealthReport
 
@@ -73,7 +64,8 @@ class FallbackCache:
       (default one hour); ``namespaces``: extra or changed namespace TTLs.
     - ``serializer``, ``compress_threshold``, ``max_value_size``: how values are stored
       (JSON by default; see `chenu_cache.serializers`).
-    - ``operation_timeout``, ``connect_timeout``: per Redis command and connection.
+    - ``operation_timeout``, ``connect_timeout``, ``max_connections``: per Redis
+      command, per connection, and commands at once per event loop (default 64).
     - ``outage_ttl_cap``, ``probe_interval``, ``probe_max_interval``,
       ``journal_max_keys``, ``recent_window`` (default: 2 s, 10 s behind Sentinel),
       ``on_transition``: failover behaviour (see the docs).
@@ -102,8 +94,9 @@ class FallbackCache:
         max_ttl: float = DEFAULT_MAX_TTL,
         memory_max_entries: int = 10_000,
         memory_max_bytes: int | None = None,
-        operation_timeout: float = DEFAULT_OPERATION_TIMEOUT,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        operation_timeout: float = _redis.DEFAULT_OPERATION_TIMEOUT,
+        connect_timeout: float = _redis.DEFAULT_CONNECT_TIMEOUT,
+        max_connections: int = _redis.DEFAULT_MAX_CONNECTIONS,
         outage_ttl_cap: float | None = 60.0,
         probe_interval: float = 0.25,
         probe_max_interval: float = 5.0,
@@ -125,6 +118,7 @@ class FallbackCache:
             "prefix": prefix,
             "operation_timeout": operation_timeout,
             "connect_timeout": connect_timeout,
+            "max_connections": max_connections,
         }
         self.namespaces = NamespaceRegistry(namespaces, default_ttl=default_ttl, max_ttl=max_ttl)
         self.codec = Codec(

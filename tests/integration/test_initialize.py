@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from chenu_cache import ConfigurationError, FallbackCache
+from chenu_cache import ConfigurationError, FallbackCache, RedisBackend
 from chenu_cache._facade import ENV_REDIS_URL
 from tests.redis_server import free_port
 
@@ -159,3 +159,9 @@ async def test_statistics_shape(redis_url: str, prefix: str) -> None:
 
         json.dumps(shape)  # JSON-serialisable as the admin route will serve it
         await cache.clear()
+
+
+def test_max_connections_reaches_the_redis_backend() -> None:
+    cache = FallbackCache(redis_url="redis://127.0.0.1:1/0", max_connections=7, read_env=False)
+    assert isinstance(cache.primary, RedisBackend)
+    assert cache.primary.max_connections == 7

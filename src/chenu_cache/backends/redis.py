@@ -25,7 +25,12 @@ from ._redis_loops import LoopState, LoopStates
 from ._sentinel import PrimaryWatch
 from .base import Backend, BackendStats, SupportsLock, SupportsStatsNowait
 
-__all__ = ["DEFAULT_OPERATION_TIMEOUT", "RedisBackend"]
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_OPERATION_TIMEOUT",
+    "RedisBackend",
+]
 
 DEFAULT_OPERATION_TIMEOUT = 0.25
 """Seconds a Redis command may take before it counts as failed.
