@@ -1,15 +1,22 @@
-"""GET /cache/stats serves every key of ``to_dict()``, and its schema says what each counts."""
+"""GET /cache/stats serves every key of ``to_dict()``, and its schema says what each counts.
+
+The statistics and health models are generated from the statistics classes'
+declarations: a key declared there is in the model, with its docstring as description.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+import dataclasses
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from pydantic import BaseModel
 
-from chenu_cache import CacheStatistics, FallbackCache
+from chenu_cache import CacheStatistics, FallbackCache, HealthReport
+from chenu_cache.contrib._fastapi_models import HealthResponse, statistics_model
 from chenu_cache.contrib.fastapi import StatsResponse, create_cache_router
 from chenu_cache.stats import (
     FailoverStatistics,
@@ -72,6 +79,138 @@ def test_every_field_of_every_response_model_is_described() -> None:
     assert "kept after recovery" in stats["lastBackendError"]["description"]
     memory = schemas["TierMemory"]["properties"]
     assert "not the cache's hits" in memory["hits"]["description"]
+
+
+def _model_shape(model: type[BaseModel]) -> dict[str, Any]:
+    """Each field of ``model``, and of the models it nests, as ``_dict_shape`` gives keys."""
+    shape: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            shape[name] = _model_shape(annotation)
+        elif getattr(annotation, "__origin__", None) is dict:
+            shape[name] = {"<name>": _model_shape(annotation.__args__[1])}
+        else:
+            shape[name] = None
+    return shape
+
+
+def _dict_shape(value: dict[str, Any], mapping: frozenset[str] = frozenset()) -> dict[str, Any]:
+    shape: dict[str, Any] = {}
+    for key, item in value.items():
+        if key in mapping:
+            shape[key] = {"<name>": _dict_shape(next(iter(item.values())))}
+        elif isinstance(item, dict):
+            shape[key] = _dict_shape(item)
+        else:
+            shape[key] = None
+    return shape
+
+
+def _descriptions(model: type[BaseModel], prefix: str = "") -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for name, info in model.model_fields.items():
+        found[prefix + name] = info.description
+        annotation = info.annotation
+        if getattr(annotation, "__origin__", None) is dict:
+            annotation = annotation.__args__[1]
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            found.update(_descriptions(annotation, f"{prefix}{name}."))
+    return found
+
+
+def test_the_generated_models_have_exactly_the_keys_of_to_dict_in_order() -> None:
+    expected = _dict_shape(_statistics().to_dict(), frozenset({"namespaces"}))
+    assert _model_shape(StatsResponse) == expected
+    assert list(_model_shape(StatsResponse)) == list(expected)
+    health = HealthReport("ok", "redis", "closed", True, True, 0.001, None).to_dict()
+    assert _model_shape(HealthResponse) == _dict_shape(health)
+
+
+def test_every_generated_field_is_described_by_its_declaration() -> None:
+    for model in (StatsResponse, HealthResponse):
+        described = _descriptions(model)
+        assert [path for path, text in described.items() if not text] == []
+    stats = _descriptions(StatsResponse)
+    assert stats["memory.entries"] == _key(CacheStatistics, "memory", "entries").description
+    assert stats["loader.staleServed"].startswith("Times an expired value was returned")
+    assert "milliseconds" in _descriptions(HealthResponse)["redis.latencyMs"]
+
+
+def _key(cls: Any, *path: str) -> Any:
+    keys = cls.json_keys()
+    for name in path:
+        key = next(key for key in keys if key.name == name)
+        keys = key.keys
+    return key
+
+
+def test_the_schema_keeps_the_model_names_of_earlier_releases() -> None:
+    app = FastAPI()
+    app.include_router(
+        create_cache_router(FallbackCache(read_env=False), token=TOKEN, manage_lifespan=False)
+    )
+    schemas = app.openapi()["components"]["schemas"]
+    assert {
+        "StatsResponse",
+        "TierRedis",
+        "TierMemory",
+        "NamespaceCounters",
+        "LoaderCounters",
+        "HealthResponse",
+        "RedisHealth",
+    } <= set(schemas)
+    stats = schemas["StatsResponse"]
+    assert stats["properties"]["redis"]["$ref"] == "#/components/schemas/TierRedis"
+    assert stats["properties"]["namespaces"]["additionalProperties"] == {
+        "$ref": "#/components/schemas/NamespaceCounters"
+    }
+    assert list(stats["properties"]) == list(_statistics().to_dict())
+    assert set(stats["required"]) == set(stats["properties"])
+
+
+# -- a counter declared in chenu_cache.stats reaches the model with no other edit ------
+
+
+@dataclasses.dataclass(frozen=True)
+class _MoreLoaderStatistics(LoaderStatistics):
+    """Loader counters with one more."""
+
+    slow_loads: int = 0
+    """Loader runs that took longer than the slow-load threshold."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _MoreStatistics(CacheStatistics):
+    """A cache snapshot with two more keys."""
+
+    _json_after: ClassVar[Mapping[str, str]] = {
+        **CacheStatistics._json_after,
+        "pending_refreshes": "misses",
+    }
+
+    loader: _MoreLoaderStatistics = dataclasses.field(
+        default_factory=lambda: _MoreLoaderStatistics(0, 0, 0)
+    )
+    """What loads on misses did."""
+    pending_refreshes: int = 0
+    """Background refreshes started and not finished yet."""
+
+
+def test_a_new_declared_counter_is_in_the_model_and_its_schema() -> None:
+    model = statistics_model("CacheStatistics", _MoreStatistics.json_keys())
+    base = _statistics()
+    fields = {field.name: getattr(base, field.name) for field in dataclasses.fields(base)}
+    fields["loader"] = _MoreLoaderStatistics(8, 1, 49, 2, 1, 1, slow_loads=4)
+    expected = _MoreStatistics(**fields, pending_refreshes=3).to_dict()
+    assert model.model_validate(expected).model_dump(mode="json") == expected
+    assert _model_shape(model) == _dict_shape(expected, frozenset({"namespaces"}))
+    described = _descriptions(model)
+    assert described["pendingRefreshes"] == "Background refreshes started and not finished yet."
+    assert described["loader.slowLoads"].startswith("Loader runs that took longer")
+    schema = model.model_json_schema()
+    assert "pendingRefreshes" in schema["properties"]
+    assert "slowLoads" in schema["$defs"]["_MoreLoaderStatistics"]["properties"]
 
 
 @pytest.fixture

@@ -1,4 +1,9 @@
-"""Every statistic says what it counts: in its field's docstring and in docs/usage.md."""
+"""Every statistic says what it counts: in its field's docstring and in docs/usage.md.
+
+A field's (or a computed key's property's) docstring is the one description of what it
+counts: the API reference shows it, and ``json_keys()`` gives it to the FastAPI extra's
+response models.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ from chenu_cache import stats as stats_module
 from chenu_cache.stats import (
     CacheStatistics,
     FailoverStatistics,
+    HealthReport,
+    JsonKey,
     LoaderStatistics,
     MemoryStatistics,
     NamespaceStatistics,
@@ -57,11 +64,41 @@ DATACLASSES = [
 ]
 
 
+STATISTICS = [cls for cls in DATACLASSES if hasattr(cls, "json_keys")]
+
+
+def test_the_statistics_classes_are_found() -> None:
+    assert len(STATISTICS) == 7
+    assert {CacheStatistics, HealthReport, FailoverStatistics} <= set(STATISTICS)
+
+
 @pytest.mark.parametrize("cls", DATACLASSES, ids=lambda c: c.__name__)
 def test_every_dataclass_field_has_a_docstring(cls: type) -> None:
     docs = _field_docstrings()[cls.__name__]
     for field in dataclasses.fields(cls):
+        if field.name.startswith("_"):
+            continue
         assert docs.get(field.name, "").strip(), f"{cls.__name__}.{field.name} has no docstring"
+
+
+def _all_keys(keys: tuple[JsonKey, ...], prefix: str = "") -> list[tuple[str, JsonKey]]:
+    found = []
+    for key in keys:
+        path = prefix + key.name
+        found.append((path, key))
+        inner = f"{path}.<name>." if key.mapping else f"{path}."
+        found.extend(_all_keys(key.keys, inner))
+    return found
+
+
+@pytest.mark.parametrize("cls", STATISTICS, ids=lambda c: c.__name__)
+def test_every_json_key_is_described_by_its_declaration(cls: Any) -> None:
+    keys = _all_keys(cls.json_keys())
+    assert keys
+    undescribed = [path for path, key in keys if len(key.description) < 10]
+    assert undescribed == []
+    for path, key in keys:  # one line each, ready for an OpenAPI schema
+        assert "\n" not in key.description, path
 
 
 def _statistics() -> CacheStatistics:
@@ -90,6 +127,11 @@ def _usage_table() -> dict[str, str]:
     section = USAGE.read_text(encoding="utf-8").partition("## Statistics")[2]
     rows = re.findall(r"^\| `([^`]+)` \| (.+) \|$", section, flags=re.MULTILINE)
     return dict(rows)
+
+
+def test_json_keys_list_exactly_the_keys_of_to_dict_in_order() -> None:
+    declared = [path for path, key in _all_keys(CacheStatistics.json_keys()) if not key.keys]
+    assert declared == _paths(_statistics().to_dict())
 
 
 def test_the_usage_table_explains_every_key_of_to_dict() -> None:

@@ -27,7 +27,6 @@ from typing import Annotated, Any, TypeVar
 try:
     from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-    from pydantic import BaseModel, ConfigDict, Field
 except ImportError as exc:  # pragma: no cover - exercised by the import_minimal nox session
     raise ImportError(
         'chenu_cache.contrib.fastapi needs FastAPI: pip install "chenu-cache[fastapi]"'
@@ -47,6 +46,21 @@ from chenu_cache import (
     ValueTooLargeError,
 )
 
+from ._fastapi_models import (
+    Deleted,
+    DeletedKey,
+    DeletedNamespace,
+    ErrorResponse,
+    HealthResponse,
+    KeysPage,
+    KeyValue,
+    NamespaceInfo,
+    NamespacesResponse,
+    SetKeyRequest,
+    SetKeyResponse,
+    StatsResponse,
+)
+
 __all__ = ["cache_lifespan", "create_cache_router"]
 
 logger = logging.getLogger("chenu_cache")
@@ -60,230 +74,6 @@ _MAX_SCAN_CALLS = 10
 _MIN_TOKEN_LENGTH = 16
 _TOO_LARGE = 413  # Starlette renamed its constants for these; the numbers are stable
 _UNPROCESSABLE = 422
-
-
-# -- response and request models -------------------------------------------------------
-
-
-class ErrorBody(BaseModel):
-    error: str = Field(description="The error's type, e.g. InvalidKeyError")
-    message: str = Field(description="What was wrong, for a person to read")
-
-
-class ErrorResponse(BaseModel):
-    detail: ErrorBody | str | list[Any] = Field(
-        description="The router's own errors: {error, message}; FastAPI's request "
-        "validation: a list of problems, each with its location (loc) and message (msg)"
-    )
-
-
-class RedisHealth(BaseModel):
-    configured: bool = Field(description="whether the cache has a Redis (primary) at all")
-    reachable: bool | None = Field(
-        description="whether Redis answered this check's PING; null when none is configured"
-    )
-    latencyMs: float | None = Field(
-        description="PING round trip in milliseconds; null when it did not answer"
-    )
-    error: str | None = Field(description="why the PING failed; null when it answered")
-
-
-class HealthResponse(BaseModel):
-    status: str = Field(description='"ok", or "degraded" while serving from memory')
-    backend: str = Field(description="backend serving calls now: redis or memory")
-    breakerState: str = Field(description="closed, open (an outage) or memory-only")
-    redis: RedisHealth = Field(description="the Redis tier, checked by this request")
-
-
-class TierRedis(BaseModel):
-    configured: bool = Field(description="whether the cache has a Redis (primary) at all")
-    connected: bool = Field(
-        description="whether Redis serves calls now; false during an outage, until the "
-        "failback, even if Redis already answers again"
-    )
-    usedMemory: str | None = Field(
-        description='the Redis server\'s memory use, human-readable ("1.2M"); null while '
-        "not connected"
-    )
-    usedMemoryBytes: int | None = Field(
-        description="usedMemory as a number of bytes; null while not connected"
-    )
-    connectedClients: int | None = Field(
-        description="clients connected to the Redis server, from every process; null while "
-        "not connected"
-    )
-    hits: int = Field(
-        description="reads of Redis by this process that found an entry (not the server's "
-        "keyspace counters); 0 while not connected"
-    )
-    misses: int = Field(
-        description="reads of Redis by this process that found nothing; 0 while not connected"
-    )
-    hitRate: float = Field(description="hits / (hits + misses), 4 decimals; 0.0 before any")
-
-
-class TierMemory(BaseModel):
-    hits: int = Field(
-        description="reads that reached the memory tier and found an entry; the memory tier "
-        "is read only while it serves (an outage, or a memory-only cache), so this is not "
-        "the cache's hits (see the top-level hits)"
-    )
-    misses: int = Field(
-        description="reads that reached the memory tier and found nothing; not the cache's "
-        "misses (see the top-level misses)"
-    )
-    size: int = Field(description="entries held in memory now (same as entries)")
-    hitRate: float = Field(description="hits / (hits + misses), 4 decimals; 0.0 before any")
-    entries: int = Field(description="entries held in memory now (same as size)")
-    bytes: int = Field(description="bytes held in memory now: keys and encoded values")
-    evictions: int = Field(
-        description="entries dropped, least recently used first, to stay under the memory "
-        "tier's entry or byte bound"
-    )
-    expirations: int = Field(description="entries removed from memory because their TTL ran out")
-
-
-class NamespaceCounters(BaseModel):
-    hits: int = Field(description="lookups of a key in this namespace that returned a value")
-    misses: int = Field(description="lookups of a key in this namespace that found nothing")
-    hitRate: float = Field(description="hits / (hits + misses), 4 decimals; 0.0 before any")
-
-
-class LoaderCounters(BaseModel):
-    calls: int = Field(
-        description="loader runs (get_or_set factories, @cache functions), background "
-        "refreshes included"
-    )
-    errors: int = Field(description="loader runs that raised; nothing was cached for them")
-    coalesced: int = Field(
-        description="callers served by a load another caller had started (single flight): "
-        "loader runs saved"
-    )
-    refreshes: int = Field(description="background refreshes started")
-    refreshFailures: int = Field(
-        description="background refreshes that failed; the cached value kept being served"
-    )
-    staleServed: int = Field(
-        description="times an expired value was returned because its loader failed (stale_if_error)"
-    )
-
-
-class StatsResponse(BaseModel):
-    backend: str = Field(
-        description="backend serving calls now: redis, or memory during an outage and in a "
-        "memory-only cache"
-    )
-    redis: TierRedis = Field(description="the Redis (primary) tier")
-    memory: TierMemory = Field(
-        description="the in-process memory (fallback) tier; its hits and misses count only "
-        "the reads it served"
-    )
-    hits: int = Field(
-        description="lookups (get, each key of get_many, get_or_set, @cache) that returned a "
-        "cached value, whichever tier held it"
-    )
-    misses: int = Field(
-        description="lookups that found nothing usable: absent, expired, undecodable "
-        "(decodeErrors) or refused by the server (commandErrors)"
-    )
-    hitRate: float = Field(description="hits / (hits + misses), 4 decimals; 0.0 before any")
-    evictions: int = Field(description="the memory tier's evictions (same as memory.evictions)")
-    failovers: int = Field(description="switches from Redis to the memory fallback")
-    failbacks: int = Field(
-        description="switches back to Redis once it answered and the outage's changes were "
-        "replayed on it"
-    )
-    timeOnFallback: float = Field(
-        description="seconds spent serving from memory in place of Redis, the current "
-        "outage included"
-    )
-    breakerState: str = Field(
-        description="closed (Redis serves), open (an outage: memory serves) or memory-only"
-    )
-    backendErrors: int = Field(
-        description="errors of Redis: every failed call, and every failed probe during an outage"
-    )
-    lastBackendError: str | None = Field(
-        description='the last of those errors ("Type: message"), kept after recovery; its '
-        "time is lastBackendErrorAt; null before any"
-    )
-    lastBackendErrorAt: float | None = Field(
-        description="when lastBackendError happened, in seconds since the epoch (UTC); null "
-        "before any"
-    )
-    decodeErrors: int = Field(
-        description="entries found that could not be decoded, counted as misses"
-    )
-    commandErrors: int = Field(
-        description="reads the server refused for the key (WRONGTYPE, say), counted as misses"
-    )
-    namespaces: dict[str, NamespaceCounters] = Field(
-        description='hits and misses by namespace; keys without one under "(none)"'
-    )
-    loader: LoaderCounters = Field(description="what loads on misses did")
-
-
-class KeysPage(BaseModel):
-    keys: list[str] = Field(description="logical keys (namespace included, no prefix)")
-    cursor: int = Field(description="pass back to get the next page; 0 when done")
-    pattern: str = Field(description="the glob pattern of the request")
-    limit: int = Field(description="the page size asked for; a page may hold a few more")
-
-
-class KeyValue(BaseModel):
-    key: str = Field(description="the logical key (namespace included)")
-    value: Any = Field(description="the cached value (null when it is not JSON-serializable)")
-    type: str = Field(description="the value's Python type name")
-    serializable: bool = Field(description="whether `value` holds the value itself")
-    ttl: float | None = Field(description="seconds left; null when the entry never expires")
-
-
-class SetKeyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    key: str = Field(min_length=1, max_length=1024, description="the key to write")
-    value: Any = Field(description="any JSON value")
-    # Strict: a TTL of `true` or `"10"` is a client's mistake, not one second or ten.
-    ttl: float | None = Field(
-        default=None,
-        gt=0,
-        strict=True,
-        description="seconds (a number > 0, at most the cache's max_ttl); null for the "
-        "namespace's or the default TTL; not together with noExpiry",
-    )
-    namespace: str | None = Field(
-        default=None, min_length=1, max_length=64, description="prefixed to the key, 'ns:key'"
-    )
-    noExpiry: bool = Field(default=False, description="store without expiry; not together with ttl")
-
-
-class SetKeyResponse(BaseModel):
-    key: str = Field(description="the logical key written (namespace included)")
-    ttl: float | None = Field(description="seconds it will live; null: no expiry")
-
-
-class Deleted(BaseModel):
-    deleted: int = Field(description="how many entries were removed")
-
-
-class DeletedKey(Deleted):
-    key: str = Field(description="the logical key (namespace included)")
-
-
-class DeletedNamespace(Deleted):
-    namespace: str = Field(description="the namespace cleared")
-
-
-class NamespaceInfo(BaseModel):
-    name: str = Field(description="the namespace, the part of a key before its first ':'")
-    ttl: float | None = Field(description="seconds; null: entries never expire")
-
-
-class NamespacesResponse(BaseModel):
-    namespaces: list[NamespaceInfo] = Field(description="the registered namespaces, by name")
-    defaultTtl: float | None = Field(
-        description="seconds, for keys outside these namespaces; null: no expiry"
-    )
 
 
 # -- helpers ---------------------------------------------------------------------------
