@@ -162,3 +162,14 @@ async def test_scan_pages_never_cut_between_hash_twins(
     cursor, keys = await b.scan("*", 0, count=3)
     assert sorted(keys) == sorted(f"k{i}" for i in range(10))  # the twins, all at once
     assert await b.scan("*", cursor, count=3) == (0, [])
+
+
+async def test_rewrites_within_one_tick_keep_one_bucket_slot(clock: FakeClock) -> None:
+    b = MemoryBackend(clock=clock)
+    for _ in range(1_000):
+        b.set_nowait("hot", b"v", 100.0)  # same expiry tick every time
+    assert b._bucketed == 1
+    clock.advance(101)
+    b.set_nowait("other", b"v", None)  # sweeps the passed tick
+    assert await b.get("hot") is None
+    assert b._bucketed == 0
