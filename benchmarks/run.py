@@ -620,7 +620,7 @@ async def memory_footprint() -> Row:
     row.notes["floor"] = f"{floor:.0f} bytes per entry"
     row.notes["chenu-cache"] = (
         f"{ours:.0f} bytes per entry ({ours / floor:.2f}x the dict; values stored encoded, "
-        "with TTL, LRU order and expiry heap)"
+        "with TTL, LRU order, expiry index and the facade's key memo)"
     )
     row.notes["chenu-cache memory tier"] = (
         f"{structure:.0f} bytes of structure per entry beyond key and value (target <= 200)"

@@ -23,7 +23,7 @@ _Entry = tuple[bytes, "float | None"]
 # Stable while the process lives, and independent of LRU reordering.
 _HASH_MASK = (1 << 63) - 1
 
-# Expired entries reclaimed per write, at most: more than one, so the expiry heap drains
+# Expired entries reclaimed per write, at most: more than one, so the expiry buckets drain
 # faster than writes fill it, yet bounded, so one write never pays for a mass expiry.
 _SWEEP_PER_WRITE = 32
 
