@@ -7,8 +7,8 @@ declarations: a key declared there is in the model, with its docstring as descri
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, ClassVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -172,29 +172,10 @@ def test_the_schema_keeps_the_model_names_of_earlier_releases() -> None:
 # -- a counter declared in chenu_cache.stats reaches the model with no other edit ------
 
 
-@dataclasses.dataclass(frozen=True)
-class _MoreLoaderStatistics(LoaderStatistics):
-    """Loader counters with one more."""
-
-    slow_loads: int = 0
-    """Loader runs that took longer than the slow-load threshold."""
-
-
-@dataclasses.dataclass(frozen=True)
-class _MoreStatistics(CacheStatistics):
-    """A cache snapshot with two more keys."""
-
-    _json_after: ClassVar[Mapping[str, str]] = {
-        **CacheStatistics._json_after,
-        "pending_refreshes": "misses",
-    }
-
-    loader: _MoreLoaderStatistics = dataclasses.field(
-        default_factory=lambda: _MoreLoaderStatistics(0, 0, 0)
-    )
-    """What loads on misses did."""
-    pending_refreshes: int = 0
-    """Background refreshes started and not finished yet."""
+from tests.unit.test_stats_json import (  # noqa: E402 - shared with it
+    _MoreLoaderStatistics,
+    _MoreStatistics,
+)
 
 
 def test_a_new_declared_counter_is_in_the_model_and_its_schema() -> None:
