@@ -220,7 +220,7 @@ class FallbackCache:
                 )
             return
         # During an outage (or after close()), what changed meanwhile is replayed on
-        # the primary before it serves: reconnecting never skips the journal.
+        # the primary before it serves: the failover's business, never skipped.
         await self._failover.recover()
 
     async def close(self) -> None:
@@ -238,8 +238,8 @@ class FallbackCache:
                 await primary.close()
             except BackendError as exc:  # a dead server has nothing left to release
                 logger.debug("chenu_cache: closing %s failed: %s", primary.name, exc)
-            # Back on the primary, or memory-only if initialize() made it; an unreplayed
-            # journal is kept for whichever primary comes next.
+            # Back on the primary, or memory-only if initialize() made it; changes not yet
+            # replayed are kept for whichever primary comes next.
             self._failover.set_primary(None if self._primary_from_initialize else primary)
             self._primary_from_initialize = False
         await self._fallback.close()
