@@ -13,51 +13,22 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from chenu_cache import BackendUnavailableError, MemoryBackend
+from chenu_cache import MemoryBackend
 from chenu_cache._failover import Failover
 from chenu_cache._routes import Direct, Gated, Journaling, Primary
+from tests.unit.test_failover_logic import SwitchableBackend
 
 
-class Flaky(MemoryBackend):
-    """A primary that fails every call while ``down``; never a SupportsNowait route."""
-
-    name = "flaky"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.down = False
-
-    def _check(self) -> None:
-        if self.down:
-            raise BackendUnavailableError("down")
-
-    async def get(self, key: str) -> bytes | None:
-        self._check()
-        return await super().get(key)
+class Flaky(SwitchableBackend):
+    """The failover tests' switchable primary, failing its bulk reads and TTLs too."""
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         self._check()
         return await super().get_many(keys)
 
-    async def set(self, key: str, value: bytes, ttl: float | None) -> None:
-        self._check()
-        await super().set(key, value, ttl)
-
-    async def delete(self, key: str) -> bool:
-        self._check()
-        return await super().delete(key)
-
-    async def delete_pattern(self, pattern: str) -> int:
-        self._check()
-        return await super().delete_pattern(pattern)
-
     async def ttl(self, key: str) -> float | None:
         self._check()
         return await super().ttl(key)
-
-    async def ping(self) -> float:
-        self._check()
-        return 0.0
 
 
 @pytest.fixture
