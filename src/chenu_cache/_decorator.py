@@ -13,7 +13,7 @@ from dataclasses import is_dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Concatenate, Generic, Protocol, TypeVar, cast, overload
+from typing import Any, Concatenate, Generic, Protocol, TypedDict, TypeVar, cast, overload
 from uuid import UUID
 
 from typing_extensions import ParamSpec, Self
@@ -22,9 +22,18 @@ from ._freshness import Freshness
 from ._keys import validate_namespace
 from ._namespaces import to_seconds
 from ._types import MISSING, TTL
+from ._value_types import ValueType, return_type, value_type
 from .exceptions import CacheTypeError
 
-__all__ = ["BoundCachedMethod", "CachedFunction", "KeyBuilder", "SupportsGetOrSet", "make_key"]
+__all__ = [
+    "BoundCachedMethod",
+    "CachedFunction",
+    "DecoratorOptions",
+    "KeyBuilder",
+    "LoadOptions",
+    "SupportsGetOrSet",
+    "make_key",
+]
 
 P = ParamSpec("P")
 P2 = ParamSpec("P2")
@@ -48,32 +57,36 @@ def _mark_coroutine_function(obj: object) -> None:
         obj._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
 
 
+class LoadOptions(TypedDict, total=False):
+    """The options of a load, the same on ``get_or_set`` and the decorator (SPEC §6, §11)."""
+
+    refresh_after: float | timedelta | None
+    stale_if_error: float | timedelta | None
+    early_refresh: float | None
+    lock: bool | float
+    cache_if: Callable[[Any], object] | None
+
+
+class DecoratorOptions(LoadOptions, total=False):
+    """What ``@cache(...)`` and ``FallbackCache.cached(...)`` take besides ``ttl``."""
+
+    namespace: str | None
+    key_builder: KeyBuilder | None
+    type: Any
+
+
 class SupportsGetOrSet(Protocol):
-    """What the decorator needs from a cache (``FallbackCache`` provides it)."""
+    """What the decorator needs from a cache (``FallbackCache`` provides it): its
+    ``get_or_set``, ``get_nowait`` and ``invalidate``, called with their keywords."""
 
-    async def get_or_set(
-        self,
-        key: str,
-        factory: Callable[[], Awaitable[Any]],
-        ttl: TTL = None,
-        namespace: str | None = None,
-        *,
-        refresh_after: float | timedelta | None = None,
-        stale_if_error: float | timedelta | None = None,
-        early_refresh: float | None = None,
-        lock: bool | float = False,
-    ) -> Any: ...
+    @property
+    def get_or_set(self) -> Callable[..., Awaitable[Any]]: ...
 
-    async def invalidate(self, key: str, namespace: str | None = None) -> bool: ...
+    @property
+    def get_nowait(self) -> Callable[..., Any]: ...
 
-    def get_nowait(
-        self,
-        key: str,
-        namespace: str | None = None,
-        default: Any = MISSING,
-        *,
-        refresh_after: float | timedelta | None = None,
-    ) -> Any: ...
+    @property
+    def invalidate(self) -> Callable[..., Awaitable[bool]]: ...
 
 
 _PLAIN = (str, int, float, bool, type(None))
@@ -205,6 +218,8 @@ class CachedFunction(Generic[P, R]):
         stale_if_error: float | timedelta | None = None,
         early_refresh: float | None = None,
         lock: bool | float = False,
+        cache_if: Callable[[Any], object] | None = None,
+        type: Any = MISSING,
     ) -> None:
         # Above @classmethod / @staticmethod, unwrap and bind like they do (on 3.13+
         # classmethod no longer passes binding on to what it wraps, so only this order
@@ -224,6 +239,14 @@ class CachedFunction(Generic[P, R]):
             validate_namespace(namespace)
         if key_builder is not None and not callable(key_builder):
             raise CacheTypeError("key_builder must be callable")
+        if cache_if is not None and not callable(cache_if):
+            raise CacheTypeError("cache_if must be callable")
+        # The type values are built into: given (checked now), or the return
+        # annotation's, resolved at the first call (forward references exist by then).
+        self._kind: ValueType | None = None
+        self._kind_known = type is not MISSING
+        if self._kind_known:
+            self._kind = value_type(type)
         # Validated and normalized once, here; passed on only when set, so the plain
         # hit path stays lean.
         fresh = Freshness.build(refresh_after, stale_if_error, early_refresh, lock) or Freshness()
@@ -235,6 +258,8 @@ class CachedFunction(Generic[P, R]):
         self._options: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
         if lock is not False:
             self._options["lock"] = lock
+        if cache_if is not None:
+            self._options["cache_if"] = cache_if
         # A hit needs no await unless XFetch must draw its random number on the
         # loader's path; a due refresh_after sends the call there too.
         self._nowait = early_refresh is None
@@ -312,20 +337,30 @@ class CachedFunction(Generic[P, R]):
         if key is None:
             key = self.key(*args, **kwargs)
         cache = self._resolve_cache()
-        options = self._options
+        if not self._kind_known:
+            self._learn_type()
+        into = self._kind
         if self._nowait:  # a hit in process memory needs no await at all
             refresh_after = self._refresh_after
-            if refresh_after is None:
+            if refresh_after is None and into is None:
                 value = cache.get_nowait(key, self.namespace)
             else:
-                value = cache.get_nowait(key, self.namespace, refresh_after=refresh_after)
+                value = cache.get_nowait(
+                    key, self.namespace, refresh_after=refresh_after, type=into
+                )
             if value is not MISSING:
                 return cast(R, value)
         func = self._func
         result = await cache.get_or_set(
-            key, lambda: func(*args, **kwargs), self.ttl, self.namespace, **options
+            key, lambda: func(*args, **kwargs), self.ttl, self.namespace, **self._options
         )
         return cast(R, result)
+
+    def _learn_type(self) -> None:
+        kind = return_type(self._func)
+        self._kind, self._kind_known = kind, True
+        if kind is not None:
+            self._options["type"] = kind
 
     async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Drop the entry the same call would read; return whether it existed."""
@@ -383,10 +418,15 @@ def decorator_factory(
 
     ``options`` are `CachedFunction`'s keywords, validated here, at decoration.
     """
+    unknown = set(options) - _OPTION_NAMES
+    if unknown:
+        raise CacheTypeError(f"@cache got unknown option(s): {', '.join(sorted(unknown))}")
     namespace = options.get("namespace")
     if namespace is not None:
         validate_namespace(namespace)
     to_seconds(options.get("ttl"))
+    if "type" in options:
+        value_type(options["type"])  # an unsupported type is reported at decoration
     Freshness.build(
         options.get("refresh_after"),
         options.get("stale_if_error"),
@@ -400,10 +440,13 @@ def decorator_factory(
     return decorate
 
 
+_OPTION_NAMES = {"ttl"} | DecoratorOptions.__optional_keys__ | DecoratorOptions.__required_keys__
+
+
 def bind_decorator(
     resolve_cache: Callable[[], SupportsGetOrSet], ttl: Any = None, **options: Any
 ) -> Any:
     """``@cache`` and ``@cache(...)`` alike: a bare use passes the function as ``ttl``."""
     if callable(ttl) or isinstance(ttl, (classmethod, staticmethod)):
-        return CachedFunction(ttl, resolve_cache, **options)
+        return CachedFunction(ttl, resolve_cache)
     return decorator_factory(resolve_cache, ttl=ttl, **options)

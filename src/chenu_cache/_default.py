@@ -7,12 +7,11 @@ memory cache until ``await cache_service.initialize()``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import Any, TypeVar, overload
 
-from typing_extensions import ParamSpec
+from typing_extensions import ParamSpec, Unpack
 
-from ._decorator import CachedFunction, KeyBuilder, bind_decorator
+from ._decorator import CachedFunction, DecoratorOptions, bind_decorator
 from ._facade import FallbackCache
 from ._types import TTL
 
@@ -31,51 +30,30 @@ def cache(ttl: Callable[P, Awaitable[R]], /) -> CachedFunction[P, R]: ...
 
 @overload
 def cache(
-    ttl: TTL = None,
-    *,
-    namespace: str | None = None,
-    key_builder: KeyBuilder | None = None,
-    refresh_after: float | timedelta | None = None,
-    stale_if_error: float | timedelta | None = None,
-    early_refresh: float | None = None,
-    lock: bool | float = False,
-    cache: FallbackCache | None = None,
+    ttl: TTL = None, *, cache: FallbackCache | None = None, **options: Unpack[DecoratorOptions]
 ) -> Callable[[Callable[P, Awaitable[R]]], CachedFunction[P, R]]: ...
 
 
-def cache(
-    ttl: Any = None,
-    *,
-    namespace: str | None = None,
-    key_builder: KeyBuilder | None = None,
-    refresh_after: float | timedelta | None = None,
-    stale_if_error: float | timedelta | None = None,
-    early_refresh: float | None = None,
-    lock: bool | float = False,
-    cache: FallbackCache | None = None,
-) -> Any:
+def cache(ttl: Any = None, *, cache: FallbackCache | None = None, **options: Any) -> Any:
     """Cache a coroutine function's results: ``@cache(ttl=300, namespace="user")``.
 
     - ``ttl``: seconds, ``timedelta`` or ``NO_EXPIRY``; default: the namespace's TTL.
     - ``namespace``: the namespace entries live in (it also picks the TTL).
     - ``key_builder``: called with the function's own arguments, returns the key;
       default: the function's import path and its arguments as canonical JSON.
-    - ``refresh_after``, ``stale_if_error``, ``early_refresh``, ``lock``: the freshness
-      options of `FallbackCache.get_or_set()`, same names and meaning.
+    - ``type``: the type cached values are built back into (SPEC §11); default: the
+      function's return annotation, resolved at the first call. ``type=typing.Any``
+      keeps JSON types.
+    - ``refresh_after``, ``stale_if_error``, ``early_refresh``, ``lock``, ``cache_if``:
+      the load options of `FallbackCache.get_or_set()`, same names and meaning.
     - ``cache``: the `FallbackCache` to use; default ``cache_service``.
 
     The decorated function keeps its signature, gains ``await f.invalidate(...)``
     (same arguments as the call) and ``f.key(...)``. Decorating a function that is not
-    ``async def`` raises ``TypeError`` at once. Also usable bare: ``@cache``.
+    ``async def`` raises ``TypeError`` at once; so does an unknown keyword. Also
+    usable bare: ``@cache``.
     """
     target = cache
     return bind_decorator(
-        (lambda: cache_service) if target is None else (lambda: target),
-        ttl,
-        namespace=namespace,
-        key_builder=key_builder,
-        refresh_after=refresh_after,
-        stale_if_error=stale_if_error,
-        early_refresh=early_refresh,
-        lock=lock,
+        (lambda: cache_service) if target is None else (lambda: target), ttl, **options
     )

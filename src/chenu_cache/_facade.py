@@ -17,24 +17,26 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar, overload
 
-from typing_extensions import ParamSpec, Self
+from typing_extensions import ParamSpec, Self, Unpack
 
-from ._decorator import CachedFunction, KeyBuilder, bind_decorator
+from ._decorator import CachedFunction, DecoratorOptions, LoadOptions, bind_decorator
 from ._failover import Failover, Transition, recent_window_of
-from ._glob import validate_pattern
+from ._fences import DEFAULT_LEASE_TTL
+from ._glob import compile_glob, validate_pattern
 from ._keys import DEFAULT_MAX_KEY_LENGTH, NAMESPACE_SEPARATOR, namespace_of, qualify, validate_scan
 from ._keys import validate_namespace as _validate_namespace
-from ._loader import Loader, freshness_of
+from ._loader import Load, Loader, freshness_of
 from ._namespaces import DEFAULT_MAX_TTL, DEFAULT_TTL, NamespaceRegistry, to_seconds
 from ._routes import Route
 from ._statistics import assemble, counters_now, health_report
 from ._types import MISSING, TTL
+from ._value_types import value_type
 from ._values import ABSENT, Decoder
 from .backends import redis as _redis
 from .backends.base import Backend, BackendStats
 from .backends.memory import MemoryBackend
 from .backends.redis import RedisBackend
-from .exceptions import BackendError, CommandRefusedError, ConfigurationError
+from .exceptions import BackendError, CacheTypeError, CommandRefusedError, ConfigurationError
 from .serializers import DEFAULT_MAX_VALUE_SIZE, Codec, Serializer
 from .stats import CacheStatistics, Counters, HealthReport
 
@@ -48,6 +50,7 @@ ENV_REDIS_URL = "CHENU_CACHE_REDIS_URL"
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+D = TypeVar("D")
 
 _MAX_RESOLVED = 65_536  # remembered keys; cleared wholesale when full (cheap, rare)
 
@@ -70,6 +73,8 @@ class FallbackCache:
       ``journal_max_keys``, ``recent_window`` (default: 2 s, 10 s behind Sentinel),
       ``on_transition``: failover behaviour (see the docs).
     - ``read_env``: let ``initialize()`` read ``CHENU_CACHE_REDIS_URL`` (default on).
+    - ``lease_ttl``: seconds a load's claim on its key lives (default 60): a loader
+      still running after that returns its value but does not store it (SPEC §12).
     - ``clock``, ``rng``: the wall clock and random source of the freshness options
       (``time.time`` and ``random.random``; inject fakes in tests).
 
@@ -104,6 +109,7 @@ class FallbackCache:
         recent_window: float | None = None,
         on_transition: Callable[[Transition], object] | None = None,
         read_env: bool = True,
+        lease_ttl: float = DEFAULT_LEASE_TTL,
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
     ) -> None:
@@ -157,15 +163,17 @@ class FallbackCache:
         self._primary_from_initialize = False
         # Freshness metadata is shared across processes, so it runs on the wall clock.
         self._clock = clock
+        if not lease_ttl > 0:
+            raise ConfigurationError("lease_ttl must be a positive number of seconds")
         self._loader = Loader(
             codec=self.codec,
             counters=self._counters,
+            decoder=self._decoder,
             read=self._read,
-            store=self._store_loaded,
             route=lambda: self._route,
-            undecodable=self._decoder.undecodable,
             clock=clock,
             rng=rng,
+            lease_ttl=lease_ttl,
         )
 
     def _on_switch(self) -> None:
@@ -261,14 +269,6 @@ class FallbackCache:
             self._decoder.refused(key, exc)
             return None
 
-    async def _store_loaded(self, key: str, data: bytes, ttl: float | None) -> None:
-        try:
-            await self._route.write(key, data, ttl)
-        except CommandRefusedError as exc:
-            # The caller asked to read: the value it waited for is the answer, whether
-            # or not the server would keep it.
-            self._decoder.refused(key, exc)
-
     def _key(self, key: str, namespace: str | None) -> str:
         return self._resolve(key, namespace)[0]
 
@@ -288,18 +288,38 @@ class FallbackCache:
 
     # -- reads -----------------------------------------------------------------------
 
-    async def get(self, key: str, namespace: str | None = None, default: Any = None) -> Any:
+    @overload
+    async def get(self, key: str, namespace: str | None = None, default: Any = None) -> Any: ...
+    @overload
+    async def get(self, key: str, namespace: str | None = None, *, type: type[T]) -> T | None: ...
+    @overload
+    async def get(self, key: str, namespace: str | None, default: D, *, type: type[T]) -> T | D: ...
+    @overload
+    async def get(
+        self, key: str, namespace: str | None = None, *, default: D, type: type[T]
+    ) -> T | D: ...
+    @overload
+    async def get(
+        self, key: str, namespace: str | None = None, default: Any = None, *, type: Any
+    ) -> Any: ...
+
+    async def get(
+        self, key: str, namespace: str | None = None, default: Any = None, *, type: Any = None
+    ) -> Any:
         """The cached value, or ``default`` on a miss.
 
-        A cached ``None`` is returned as ``None``; to tell it from a miss, pass
-        ``default=MISSING`` and compare with ``is MISSING``. Every call returns a fresh
-        copy: mutating it never changes the cache.
+        ``type=`` builds the stored JSON back into that type (a pydantic model, a
+        dataclass, ``datetime``, ``tuple[int, str]``, ...; SPEC §11); data that does not
+        fit it is a miss. A cached ``None`` is returned as ``None``; to tell it from a
+        miss, pass ``default=MISSING`` and compare with ``is MISSING``. Every call
+        returns a fresh copy: mutating it never changes the cache.
         """
         full, _, slot = self._resolve(key, namespace)
+        kind = None if type is None else value_type(type)
         nowait = self._route.nowait
         data = nowait(full) if nowait is not None else await self._read(full)
         if data is not None:
-            value = self._decoder.value(full, data)
+            value = self._decoder.value(full, data, None, kind)
             if value is not ABSENT:
                 slot[0] += 1
                 return value
@@ -313,6 +333,7 @@ class FallbackCache:
         default: Any = MISSING,
         *,
         refresh_after: float | timedelta | None = None,
+        type: Any = None,
     ) -> Any:
         """The cached value if the in-process memory tier serves it right now, else ``default``.
 
@@ -325,26 +346,44 @@ class FallbackCache:
         if get_nowait is None:
             return default
         entry = None
-        if type(key) is str:
+        if key.__class__ is str:  # (``type`` is the parameter here)
             if namespace is None:
                 entry = self._resolved.get(key)
-            elif type(namespace) is str:
+            elif namespace.__class__ is str:
                 entry = self._resolved.get((namespace, key))
         full, _, slot = entry if entry is not None else self._resolve(key, namespace)
         data = get_nowait(full)
         if data is None:
             return default
-        value = self._decoder.value(full, data, refresh_after)
+        kind = None if type is None else value_type(type)
+        value = self._decoder.value(full, data, refresh_after, kind)
         if value is ABSENT:
             return default
         slot[0] += 1
         return value
 
-    async def get_many(self, keys: Iterable[str], namespace: str | None = None) -> dict[str, Any]:
+    @overload
+    async def get_many(
+        self, keys: Iterable[str], namespace: str | None = None
+    ) -> dict[str, Any]: ...
+    @overload
+    async def get_many(
+        self, keys: Iterable[str], namespace: str | None = None, *, type: type[T]
+    ) -> dict[str, T]: ...
+    @overload
+    async def get_many(
+        self, keys: Iterable[str], namespace: str | None = None, *, type: Any
+    ) -> dict[str, Any]: ...
+
+    async def get_many(
+        self, keys: Iterable[str], namespace: str | None = None, *, type: Any = None
+    ) -> dict[str, Any]:
         """The cached values of ``keys`` that are present, in one round trip.
 
-        Missing keys are absent from the result (a cached ``None`` is present).
+        Missing keys are absent from the result (a cached ``None`` is present); with
+        ``type=``, so are entries that do not fit it.
         """
+        kind = None if type is None else value_type(type)
         requested = list(keys)
         resolved = [self._resolve(k, namespace) for k in requested]
         full = [logical for logical, _, _ in resolved]
@@ -356,7 +395,7 @@ class FallbackCache:
         result: dict[str, Any] = {}
         for key, (logical, _, slot), data in zip(requested, resolved, found, strict=True):
             if data is not None:
-                value = self._decoder.value(logical, data)
+                value = self._decoder.value(logical, data, None, kind)
                 if value is not ABSENT:
                     result[key] = value
                     slot[0] += 1
@@ -416,6 +455,7 @@ class FallbackCache:
         if entries:
             await self._route.write_many(entries)
 
+    @overload
     async def get_or_set(
         self,
         key: str,
@@ -423,10 +463,45 @@ class FallbackCache:
         ttl: TTL = None,
         namespace: str | None = None,
         *,
+        type: None = None,
+        **options: Unpack[LoadOptions],
+    ) -> Any: ...
+    @overload
+    async def get_or_set(
+        self,
+        key: str,
+        factory: Callable[[], Any],
+        ttl: TTL = None,
+        namespace: str | None = None,
+        *,
+        type: type[T],
+        **options: Unpack[LoadOptions],
+    ) -> T: ...
+    @overload
+    async def get_or_set(
+        self,
+        key: str,
+        factory: Callable[[], Any],
+        ttl: TTL = None,
+        namespace: str | None = None,
+        *,
+        type: Any,
+        **options: Unpack[LoadOptions],
+    ) -> Any: ...
+
+    async def get_or_set(
+        self,
+        key: str,
+        factory: Callable[[], Any],
+        ttl: TTL = None,
+        namespace: str | None = None,
+        *,
+        type: Any = None,
         refresh_after: float | timedelta | None = None,
         stale_if_error: float | timedelta | None = None,
         early_refresh: float | None = None,
         lock: bool | float = False,
+        cache_if: Callable[[Any], object] | None = None,
     ) -> Any:
         """The cached value, or the factory's result, cached, on a miss.
 
@@ -434,8 +509,14 @@ class FallbackCache:
         it runs only on a miss, and concurrent misses on one key in this process share
         one run (single flight; a caller cancelled mid-load does not cancel it for the
         others). Its exceptions reach every caller of that run and are not cached.
-        Miss or hit, the caller gets the value as the cache stores it (a tuple comes
-        back as a list with JSON), so the type never depends on who loaded it.
+        Miss or hit, the caller gets the value as the cache stores it: of ``type`` when
+        given (SPEC §11), else as JSON types (a tuple comes back as a list), so the
+        type never depends on who loaded it. ``cache_if``: a predicate on the factory's
+        result; when false, the result is returned and not stored.
+
+        A load overtaken by an invalidation of its key (or a pattern, namespace or
+        ``clear()`` covering it) or by a ``set()`` returns its value to its callers
+        but does not store it, in every process sharing Redis (SPEC §12).
 
         Freshness options (see the docs): ``refresh_after`` (seconds after a write past
         which a hit is returned at once and refreshed in the background),
@@ -446,27 +527,32 @@ class FallbackCache:
         full, ns, slot = self._resolve(key, namespace)
         if ttl is not None:
             to_seconds(ttl, max_ttl=self.namespaces.max_ttl)  # a bad TTL raises, hit or miss
+        if cache_if is not None and not callable(cache_if):
+            raise CacheTypeError("cache_if must be callable")
+        kind = None if type is None else value_type(type)
         loader = self._loader
         fresh = freshness_of(refresh_after, stale_if_error, early_refresh, lock)
+        load = Load(factory, self.namespaces.resolve(ttl, ns), fresh, kind, cache_if)
         if fresh is not None:
-            seconds = self.namespaces.resolve(ttl, ns)
-            return await loader.get_or_set(full, slot, factory, seconds, fresh)
+            return await loader.get_or_set(full, slot, load)
+        data = None
         if full not in loader.flights.running:  # while a load runs, reading is pointless
             nowait = self._route.nowait
             data = nowait(full) if nowait is not None else await loader.lookup(full)
             if data is not None:
-                value = self._decoder.value(full, data)
+                value = self._decoder.value(full, data, None, kind)
                 if value is not ABSENT:
                     slot[0] += 1
                     return value
         slot[1] += 1
-        return await loader.load(full, factory, self.namespaces.resolve(ttl, ns))
+        return await loader.load(full, load, data)
 
     # -- invalidation ----------------------------------------------------------------
 
     async def invalidate(self, key: str, namespace: str | None = None) -> bool:
         """Delete one entry; return whether it existed."""
         full = self._key(key, namespace)
+        self._loader.flights.forget(full.__eq__)
         return await self._route.change(lambda b: b.delete(full), keys=(full,))
 
     async def delete(self, key: str, namespace: str | None = None) -> bool:
@@ -478,65 +564,41 @@ class FallbackCache:
         full = [self._key(k, namespace) for k in keys]
         if not full:
             return 0
+        self._loader.flights.forget(set(full).__contains__)
         return await self._route.change(lambda b: b.delete_many(full), keys=full)
 
     async def invalidate_pattern(self, pattern: str) -> int:
         """Delete every entry whose logical key matches the Redis glob ``pattern``."""
         validate_pattern(pattern, max_length=self.max_key_length)
+        self._loader.flights.forget(compile_glob(pattern))
         return await self._route.change(lambda b: b.delete_pattern(pattern), pattern=pattern)
 
     async def invalidate_namespace(self, namespace: str) -> int:
         """Delete every entry of ``namespace``; return how many were deleted."""
         pattern = _validate_namespace(namespace) + NAMESPACE_SEPARATOR + "*"
+        self._loader.flights.forget(compile_glob(pattern))
         return await self._route.change(lambda b: b.delete_pattern(pattern), pattern=pattern)
 
     async def clear(self) -> int:
         """Delete every entry under this cache's prefix (never other software's keys)."""
+        self._loader.flights.forget(lambda _: True)
         return await self._route.change(lambda b: b.clear(), everything=True)
 
     # -- decorator -------------------------------------------------------------------
 
     @overload
     def cached(self, ttl: Callable[P, Awaitable[R]], /) -> CachedFunction[P, R]: ...
-
     @overload
     def cached(
-        self,
-        ttl: TTL = None,
-        *,
-        namespace: str | None = None,
-        key_builder: KeyBuilder | None = None,
-        refresh_after: float | timedelta | None = None,
-        stale_if_error: float | timedelta | None = None,
-        early_refresh: float | None = None,
-        lock: bool | float = False,
+        self, ttl: TTL = None, **options: Unpack[DecoratorOptions]
     ) -> Callable[[Callable[P, Awaitable[R]]], CachedFunction[P, R]]: ...
 
-    def cached(
-        self,
-        ttl: Any = None,
-        *,
-        namespace: str | None = None,
-        key_builder: KeyBuilder | None = None,
-        refresh_after: float | timedelta | None = None,
-        stale_if_error: float | timedelta | None = None,
-        early_refresh: float | None = None,
-        lock: bool | float = False,
-    ) -> Any:
+    def cached(self, ttl: Any = None, **options: Any) -> Any:
         """``@cache.cached(ttl=..., namespace=..., ...)``: the decorator bound to this cache.
 
         Takes the keywords of `chenu_cache.cache()` but ``cache=``.
         """
-        return bind_decorator(
-            lambda: self,
-            ttl,
-            namespace=namespace,
-            key_builder=key_builder,
-            refresh_after=refresh_after,
-            stale_if_error=stale_if_error,
-            early_refresh=early_refresh,
-            lock=lock,
-        )
+        return bind_decorator(lambda: self, ttl, **options)
 
     # -- statistics ------------------------------------------------------------------
 

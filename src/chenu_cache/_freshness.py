@@ -103,6 +103,12 @@ class SingleFlight(Generic[T]):
         if not task.cancelled():
             task.exception()  # retrieved here, so a flight nobody awaited logs no warning
 
+    def forget(self, match: Callable[[str], bool]) -> None:
+        """Let new callers of the matching keys start a new load (their entry was
+        invalidated): those already waiting keep the running one's value."""
+        for key in [key for key in self._flights if match(key)]:
+            del self._flights[key]
+
     async def cancel_all(self) -> None:
         """Cancel every running load and wait until they are gone (used by ``close()``)."""
         await cancel_tasks(list(self._flights.values()))

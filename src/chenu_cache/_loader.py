@@ -1,10 +1,11 @@
 """The loader path of ``get_or_set``: misses, freshness, stale-if-error, the load lock.
 
-`Loader` runs a factory on a miss under single flight, stores its value, and for
-entries written with freshness options decides on each hit whether to refresh in the
-background (``refresh_after``, XFetch), and on a failing load whether to serve the
-expired value (``stale_if_error``). With ``lock``, one process at a time loads a key,
-through the route's lock backend. It reads and writes through the functions the
+`Loader` runs a factory on a miss under single flight and stores its value through a
+fence (`_fences`: a load that an invalidation or a write overtook stores nothing);
+for entries written with freshness options it decides on each hit whether to refresh
+in the background (``refresh_after``, XFetch), and on a failing load whether to serve
+the expired value (``stale_if_error``). With ``lock``, one process at a time loads a
+key, through the route's lock backend. It reads and writes through the route the
 facade gives it, so it never meets a backend itself.
 """
 
@@ -20,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
+from ._fences import Basis, basis_of, is_marker, new_marker
 from ._freshness import (
     BackgroundTasks,
     EntryTiming,
@@ -30,11 +32,13 @@ from ._freshness import (
     xfetch_due,
 )
 from ._routes import Route
-from .exceptions import BackendError, DeserializationError
+from ._value_types import ValueType
+from ._values import ABSENT, Decoder
+from .exceptions import BackendError, CommandRefusedError, DeserializationError
 from .serializers import Codec
 from .stats import Counters
 
-__all__ = ["Loader", "freshness_of"]
+__all__ = ["Load", "Loader", "freshness_of"]
 
 logger = logging.getLogger("chenu_cache")
 
@@ -75,30 +79,62 @@ def freshness_of(
     return fresh
 
 
+class Load:
+    """What one ``get_or_set`` call asks of a load: its factory and options."""
+
+    __slots__ = ("cache_if", "factory", "fresh", "kind", "ttl")
+
+    def __init__(
+        self,
+        factory: Callable[[], Any],
+        ttl: float | None,
+        fresh: Freshness | None = None,
+        kind: ValueType | None = None,
+        cache_if: Callable[[Any], object] | None = None,
+    ) -> None:
+        self.factory = factory
+        self.ttl = ttl
+        self.fresh = fresh
+        self.kind = kind
+        self.cache_if = cache_if
+
+
+class _Uncached:
+    """A load's value that was not stored: every caller of the flight gets it as is."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+_Outcome = bytes | _Uncached
+
+
 class Loader:
-    """Misses and refreshes of one cache: single flight, freshness, the load lock."""
+    """Misses and refreshes of one cache: single flight, fences, freshness, the load lock."""
 
     def __init__(
         self,
         *,
         codec: Codec,
         counters: Counters,
+        decoder: Decoder,
         read: Callable[[str], Awaitable[bytes | None]],
-        store: Callable[[str, bytes, float | None], Awaitable[None]],
         route: Callable[[], Route],
-        undecodable: Callable[[str, DeserializationError], None],
         clock: Callable[[], float],
         rng: Callable[[], float],
+        lease_ttl: float,
     ) -> None:
         self.codec = codec
         self.counters = counters
+        self.decoder = decoder
         self._read = read
-        self._store = store
         self._route = route
-        self._undecodable = undecodable
         self._clock = clock
         self._random = rng
-        self.flights: SingleFlight[bytes] = SingleFlight()
+        self.lease_ttl = lease_ttl
+        self.flights: SingleFlight[_Outcome] = SingleFlight()
         self.background = BackgroundTasks()
         self._stale_retry: dict[str, float] = {}
         self._stale_logged: set[str] = set()
@@ -116,35 +152,43 @@ class Loader:
             data = await self._read(key)  # our miss may predate that load's write
         return data
 
-    async def load(self, key: str, factory: Callable[[], Any], ttl: float | None) -> Any:
-        """A plain miss: one load per key at a time; the value as the cache stores it."""
-        payload = await self.flights.run(key, lambda: self._load(key, factory, ttl, None))
-        return self.codec.decode(payload)
+    async def load(self, key: str, load: Load, seen: bytes | None) -> Any:
+        """A plain miss: one load per key at a time; the value as the cache stores it.
 
-    async def get_or_set(
-        self,
-        key: str,
-        slot: list[int],
-        factory: Callable[[], Any],
-        ttl: float | None,
-        fresh: Freshness,
-    ) -> Any:
+        ``seen``: what the key held when the caller read it (``None``: absent).
+        """
+        outcome = await self.flights.run(key, lambda: self._load(key, load, seen))
+        return self._result(outcome, load.kind)
+
+    def _result(self, outcome: _Outcome, kind: ValueType | None) -> Any:
+        if type(outcome) is _Uncached:
+            return outcome.value
+        return self.decoder.decode(outcome, kind)  # type: ignore[arg-type]
+
+    async def get_or_set(self, key: str, slot: list[int], load: Load) -> Any:
         """``get_or_set`` with freshness options: hit, refresh, stale, or load."""
         flights = self.flights
+        fresh = load.fresh
+        assert fresh is not None
         stale: Any = _NONE
+        seen: bytes | None = None
         if key not in flights:
-            data = await self.lookup(key)
-            if data is not None:
+            seen = await self.lookup(key)
+            if seen is not None and not is_marker(seen):
+                payload, timing = unwrap(seen)
                 try:
-                    payload, timing = unwrap(data)
-                    value = self.codec.decode(payload)
+                    value = self.decoder.decode(payload, load.kind)
                 except DeserializationError as exc:
-                    self._undecodable(key, exc)
+                    self.decoder.undecodable(key, exc)
+                except ValueError as exc:
+                    if load.kind is None:
+                        raise
+                    self.decoder.mismatch(key, load.kind, exc)
                 else:
                     now = self._clock()
                     if timing is None or now < timing.expires_at:
                         if timing is not None and self._due(now, timing, fresh):
-                            self._refresh(key, factory, ttl, fresh)
+                            self._refresh(key, load, seen)
                         slot[0] += 1
                         return value
                     window = fresh.stale_if_error
@@ -157,14 +201,14 @@ class Loader:
                             return stale
         slot[1] += 1
         try:
-            payload = await flights.run(key, lambda: self._locked_load(key, factory, ttl, fresh))
+            outcome = await flights.run(key, lambda: self._locked_load(key, load, seen))
         except Exception as exc:
             if stale is _NONE:
                 raise
             self._serve_stale(key, exc, fresh)
             return stale
         self._stale_retry.pop(key, None)
-        return self.codec.decode(payload)
+        return self._result(outcome, load.kind)
 
     def _due(self, now: float, timing: EntryTiming, fresh: Freshness) -> bool:
         """Whether a hit should start a background refresh."""
@@ -173,14 +217,11 @@ class Loader:
         beta = fresh.early_refresh
         return beta is not None and xfetch_due(now, timing, beta, self._random)
 
-    def _refresh(
-        self, key: str, factory: Callable[[], Any], ttl: float | None, fresh: Freshness
-    ) -> None:
+    def _refresh(self, key: str, load: Load, seen: bytes) -> None:
         if key in self.flights:  # a load is already bringing a new value
             return
         self.background.start(
-            key,
-            lambda: self.flights.run(key, lambda: self._locked_load(key, factory, ttl, fresh)),
+            key, lambda: self.flights.run(key, lambda: self._locked_load(key, load, seen))
         )
 
     def _serve_stale(self, key: str, exc: Exception, fresh: Freshness) -> None:
@@ -197,15 +238,14 @@ class Loader:
                 type(exc).__name__,
             )
 
-    async def _locked_load(
-        self, key: str, factory: Callable[[], Any], ttl: float | None, fresh: Freshness
-    ) -> bytes:
+    async def _locked_load(self, key: str, load: Load, seen: bytes | None) -> _Outcome:
         """Load under the cross-process lock when asked for and possible, else directly."""
-        lock_ttl = fresh.lock_ttl
+        fresh = load.fresh
+        lock_ttl = fresh.lock_ttl if fresh is not None else None
         route = self._route()
         locker = route.lock
         if lock_ttl is None or locker is None:
-            return await self._load(key, factory, ttl, fresh)
+            return await self._load(key, load, seen)
         token = secrets.token_hex(16)
         loop = asyncio.get_running_loop()
         give_up = loop.time() + 2 * lock_ttl
@@ -216,50 +256,112 @@ class Loader:
                     break
             except BackendError as exc:
                 await route.failed(exc)  # Redis is gone: in-process single flight
-                return await self._load(key, factory, ttl, fresh)
+                return await self._load(key, load, seen)
             # Another process loads: wait for its value with backoff, never spinning.
             await asyncio.sleep(delay)
             delay = min(delay * 2, _LOCK_POLL_MAX)
             data = await self._read(key)
-            if data is not None:
-                payload, timing = unwrap(data)
-                if timing is None or self._clock() < timing.expires_at:
-                    return payload
+            # A value of the right type, not expired and not a claim: the holder's.
+            if (
+                data is not None
+                and data != seen
+                and self.decoder.value(key, data, None, load.kind) is not ABSENT
+            ):
+                return unwrap(data)[0]
             if loop.time() >= give_up:
-                return await self._load(key, factory, ttl, fresh)
+                return await self._load(key, load, seen)
         try:
-            return await self._load(key, factory, ttl, fresh)
+            # If the holder before us stored a value, our write (fenced on ``seen``)
+            # leaves it in place.
+            return await self._load(key, load, seen)
         finally:
             with contextlib.suppress(BackendError):  # else it lapses after lock_ttl
                 await locker.release_lock(key, token)
 
-    async def _load(
-        self,
-        key: str,
-        factory: Callable[[], Any],
-        ttl: float | None,
-        fresh: Freshness | None,
-    ) -> bytes:
-        """Run the factory, store its encoded value, return the codec's bytes."""
+    async def _claim(self, key: str, seen: bytes | None) -> tuple[Basis | None, bool]:
+        """What this load's write must find under ``key`` (``None``: nothing, write as
+        ``set()`` does), and whether this load claimed it."""
+        if seen is not None:
+            return basis_of(seen), False
+        marker = new_marker()
+        try:
+            held = await self._route().claim(key, marker, self.lease_ttl)
+        except CommandRefusedError:
+            # Another program's key of another type (WRONGTYPE): no claim can be
+            # made, and the write replaces it as set() would.
+            return None, False
+        if held is None:
+            return (marker, True), True
+        return basis_of(held), False  # written meanwhile: replace only that
+
+    async def _load(self, key: str, load: Load, seen: bytes | None) -> _Outcome:
+        """Claim, run the factory, store its encoded value through the fence."""
+        basis, claimed = await self._claim(key, seen)
+        try:
+            outcome = await self._run(key, load, basis)
+        except Exception:
+            if claimed and basis is not None:  # readers need not wait for it to lapse
+                await self._give_up(key, basis[0])
+            raise
+        if claimed and basis is not None and type(outcome) is _Uncached:
+            await self._give_up(key, basis[0])
+        return outcome
+
+    async def _run(self, key: str, load: Load, basis: Basis | None) -> _Outcome:
         counters = self.counters
         counters.loader_calls += 1
         started = self._clock()
         try:
-            value = factory()
+            value = load.factory()
             if inspect.isawaitable(value):
                 value = await value
         except Exception:
             counters.loader_errors += 1
             raise
+        cache_if = load.cache_if
+        if cache_if is not None and not cache_if(value):
+            counters.not_cached += 1
+            return _Uncached(value)
         data = self.codec.encode(value)
-        stored, physical = data, ttl
+        kind = load.kind
+        if kind is not None:
+            try:
+                self.decoder.decode(data, kind)  # what is stored must read back
+            except DeserializationError:
+                raise
+            except ValueError as exc:
+                logger.warning(
+                    "chenu_cache: the value loaded for %r does not fit %s (%s); returned, "
+                    "not cached",
+                    key,
+                    kind.name,
+                    str(exc).splitlines()[0],
+                )
+                counters.not_cached += 1
+                return _Uncached(value)
+        stored, physical = data, load.ttl
+        fresh = load.fresh
         if fresh is not None and fresh.timed:
             now = self._clock()
-            stored = wrap(data, EntryTiming(now, ttl, max(0.0, now - started)))
-            if ttl is not None and fresh.stale_if_error is not None:
-                physical = ttl + fresh.stale_if_error  # outlive expiry to be served on error
-        await self._store(key, stored, physical)
+            stored = wrap(data, EntryTiming(now, load.ttl, max(0.0, now - started)))
+            if load.ttl is not None and fresh.stale_if_error is not None:
+                physical = load.ttl + fresh.stale_if_error  # outlive expiry for stale serves
+        route = self._route()
+        try:
+            if basis is None:
+                await route.write(key, stored, physical)
+            elif not await route.fill(key, basis[0], stored, physical, basis[1]):
+                counters.fenced += 1
+        except CommandRefusedError as exc:
+            # The caller asked to read: the value it waited for is the answer, whether
+            # or not the server would keep it.
+            self.decoder.refused(key, exc)
         return data
+
+    async def _give_up(self, key: str, marker: bytes) -> None:
+        """Remove this load's claim if it is still there."""
+        with contextlib.suppress(BackendError, CommandRefusedError):
+            await self._route().fill(key, marker, None, None, True)
 
 
 _NONE: Any = object()  # no stale value to fall back on

@@ -14,9 +14,10 @@ facade only says what a call is and hands it to the current route:
 - the last replay round, `Gated`: reads go on; writes and changes wait at the gate,
   then take the new route.
 
-Reads are ``read``/``read_many``; writes ``write``/``write_many``; changes (deletes,
-pattern and namespace invalidations, ``clear``) ``change``; queries that change nothing
-and need no journal (``ttl``, ``scan``) ``query``.
+Reads are ``read``/``read_many``; writes ``write``/``write_many``, and a loader's
+fenced ``claim``/``fill`` (SPEC §12); changes (deletes, pattern and namespace
+invalidations, ``clear``) ``change``; queries that change nothing and need no journal
+(``ttl``, ``scan``) ``query``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from .backends.base import Backend, SupportsLock, SupportsNowait
+from .backends.base import Backend, SupportsFence, SupportsLock, SupportsNowait
 from .exceptions import BackendError
 
 if TYPE_CHECKING:
@@ -71,6 +72,14 @@ class Route:
     async def write_many(self, entries: Entries) -> None:
         await self.fallback.set_many(entries)
 
+    async def claim(self, key: str, marker: bytes, ttl: float) -> bytes | None:
+        return await claim_on(self.fallback, key, marker, ttl)
+
+    async def fill(
+        self, key: str, expected: bytes, data: bytes | None, ttl: float | None, whole: bool
+    ) -> bool:
+        return await fill_on(self.fallback, key, expected, data, ttl, whole)
+
     async def change(
         self,
         call: Callable[[Backend], Awaitable[T]],
@@ -90,6 +99,24 @@ class Route:
 
 
 Direct = Route
+
+
+async def claim_on(backend: Backend, key: str, marker: bytes, ttl: float) -> bytes | None:
+    """`SupportsFence.claim`; a backend without fences claims nothing (loads unfenced)."""
+    if isinstance(backend, SupportsFence):
+        return await backend.claim(key, marker, ttl)
+    return None
+
+
+async def fill_on(
+    backend: Backend, key: str, expected: bytes, data: bytes | None, ttl: float | None, whole: bool
+) -> bool:
+    """`SupportsFence.fill`; a backend without fences gets a plain write."""
+    if isinstance(backend, SupportsFence):
+        return await backend.fill(key, expected, data, ttl, whole=whole)
+    if data is not None:
+        await backend.set(key, data, ttl)
+    return data is not None
 
 
 class Primary(Route):
@@ -125,6 +152,27 @@ class Primary(Route):
             await self.failover.route.write(key, data, ttl)
         else:
             self.failover.remember(key)
+
+    async def claim(self, key: str, marker: bytes, ttl: float) -> bytes | None:
+        try:
+            return await claim_on(self.primary, key, marker, ttl)
+        except BackendError as exc:
+            await self.failover.failed(exc)
+        return await self.failover.route.claim(key, marker, ttl)
+
+    async def fill(
+        self, key: str, expected: bytes, data: bytes | None, ttl: float | None, whole: bool
+    ) -> bool:
+        try:
+            stored = await fill_on(self.primary, key, expected, data, ttl, whole)
+        except BackendError as exc:
+            await self.failover.failed(exc)
+            # The claim was made on the primary: the fallback does not hold it, so
+            # this stores nothing, as a fence must when it cannot tell.
+            return await self.failover.route.fill(key, expected, data, ttl, whole)
+        if stored:
+            self.failover.remember(key)
+        return stored
 
     async def write_many(self, entries: Entries) -> None:
         try:
@@ -205,6 +253,18 @@ class Journaling(Route):
         failover.journal.add_keys((key,))
         await self.fallback.set(key, data, failover.cap_ttl(ttl))
 
+    async def claim(self, key: str, marker: bytes, ttl: float) -> bytes | None:
+        self._watch()
+        return await claim_on(self.fallback, key, marker, self.failover.cap_ttl(ttl) or ttl)
+
+    async def fill(
+        self, key: str, expected: bytes, data: bytes | None, ttl: float | None, whole: bool
+    ) -> bool:
+        self._watch()
+        failover = self.failover
+        failover.journal.add_keys((key,))
+        return await fill_on(self.fallback, key, expected, data, failover.cap_ttl(ttl), whole)
+
     async def write_many(self, entries: Entries) -> None:
         self._watch()
         failover = self.failover
@@ -258,6 +318,16 @@ class Gated(Route):
     async def write_many(self, entries: Entries) -> None:
         await self.gate.wait()
         await self.failover.route.write_many(entries)
+
+    async def claim(self, key: str, marker: bytes, ttl: float) -> bytes | None:
+        await self.gate.wait()
+        return await self.failover.route.claim(key, marker, ttl)
+
+    async def fill(
+        self, key: str, expected: bytes, data: bytes | None, ttl: float | None, whole: bool
+    ) -> bool:
+        await self.gate.wait()
+        return await self.failover.route.fill(key, expected, data, ttl, whole)
 
     async def change(
         self,

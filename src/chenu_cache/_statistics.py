@@ -83,6 +83,7 @@ def assemble(
         hits=counters.hits,
         misses=counters.misses,
         decode_errors=counters.decode_errors,
+        type_errors=counters.type_errors,
         command_errors=counters.command_errors,
         namespaces={
             name: NamespaceStatistics(hits=h, misses=m)
@@ -95,6 +96,8 @@ def assemble(
             refreshes=loader.background.started,
             refresh_failures=loader.background.failed,
             stale_served=counters.stale_served,
+            fenced=counters.fenced,
+            not_cached=counters.not_cached,
         ),
         failover=failover,
     )

@@ -1,5 +1,6 @@
 """Stored bytes to values, written once: the plain fast path, the freshness envelope,
-and what cannot be read (undecodable, refused by the server) counted as a miss.
+the caller's type (SPEC §11), and what cannot be read (undecodable, refused by the
+server, not fitting the type) counted as a miss.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from ._fences import MARKER_MAGIC
 from ._freshness import ENVELOPE_MAGIC, ENVELOPE_SIZE, peek
+from ._value_types import ValueType
 from .exceptions import CommandRefusedError, DeserializationError
-from .serializers import Codec
+from .serializers import Codec, JsonSerializer
 from .stats import Counters
 
 __all__ = ["ABSENT", "Decoder"]
@@ -19,7 +22,8 @@ __all__ = ["ABSENT", "Decoder"]
 logger = logging.getLogger("chenu_cache")
 
 ABSENT: Any = object()
-"""What `Decoder.value` gives for bytes that hold no value now: expired, or unreadable."""
+"""What `Decoder.value` gives for bytes that hold no value now: expired, a load's claim,
+unreadable, or not of the requested type."""
 
 
 class Decoder:
@@ -33,17 +37,30 @@ class Decoder:
         # no envelope) decodes without a call through the codec.
         self.plain = codec.encode(None)[:3]
         self.loads = codec.serializer.loads
+        # JSON bytes go straight to a type's parser (pydantic reads them in one pass).
+        self.json = isinstance(codec.serializer, JsonSerializer)
 
-    def value(self, key: str, data: bytes, refresh_after: float | timedelta | None = None) -> Any:
-        """The value stored in ``data``, or `ABSENT`.
+    def value(
+        self,
+        key: str,
+        data: bytes,
+        refresh_after: float | timedelta | None = None,
+        kind: ValueType | None = None,
+    ) -> Any:
+        """The value stored in ``data`` (of type ``kind`` when given), or `ABSENT`.
 
         `ABSENT` when the entry is past its logical TTL (kept only to be served if its
         loader fails), when ``refresh_after`` is given and the entry is due for a
-        refresh (so that the loader starts it), or when it cannot be decoded (counted).
+        refresh (so that the loader starts it), when it is a load's claim, or when it
+        cannot be decoded or does not fit ``kind`` (both counted).
         """
         try:
             if data[:3] == self.plain:
-                return self.loads(data[3:])
+                if kind is None:
+                    return self.loads(data[3:])
+                if self.json:
+                    return kind.parse(data[3:])
+                return kind.convert(self.loads(data[3:]))
             if data[0] == ENVELOPE_MAGIC and len(data) >= ENVELOPE_SIZE:
                 _, written_at, ttl, _ = peek(data)
                 age = self.clock() - written_at
@@ -54,13 +71,24 @@ class Decoder:
                         refresh_after = refresh_after.total_seconds()
                     if age >= refresh_after:  # type: ignore[operator]
                         return ABSENT
-                if data[ENVELOPE_SIZE : ENVELOPE_SIZE + 3] == self.plain:
-                    return self.loads(data[ENVELOPE_SIZE + 3 :])
-                return self.codec.decode(data[ENVELOPE_SIZE:])
-            return self.codec.decode(data)
+                return self.decode(data[ENVELOPE_SIZE:], kind)
+            if data[0] == MARKER_MAGIC:
+                return ABSENT
+            return self.decode(data, kind)
         except DeserializationError as exc:
             self.undecodable(key, exc)
-            return ABSENT
+        except ValueError as exc:  # pydantic's ValidationError, our TypeMismatch
+            if kind is None:
+                raise
+            self.mismatch(key, kind, exc)
+        return ABSENT
+
+    def decode(self, data: bytes, kind: ValueType | None) -> Any:
+        """The codec's bytes as a value of ``kind``; raises what decoding raises."""
+        if kind is not None and self.json and data[:3] == self.plain:
+            return kind.parse(data[3:])
+        value = self.codec.decode(data)
+        return value if kind is None else kind.convert(value)
 
     def undecodable(self, key: str, exc: DeserializationError) -> None:
         """An entry that cannot be decoded: a miss, counted, logged once at WARNING."""
@@ -69,6 +97,20 @@ class Decoder:
         level = logging.WARNING if counters.decode_errors == 1 else logging.DEBUG
         logger.log(
             level, "chenu_cache: entry %r cannot be decoded (%s); treated as a miss", key, exc
+        )
+
+    def mismatch(self, key: str, kind: ValueType, exc: ValueError) -> None:
+        """An entry that does not fit the requested type (a model changed between
+        deploys): a miss, counted, logged once at WARNING."""
+        counters = self.counters
+        counters.type_errors += 1
+        level = logging.WARNING if counters.type_errors == 1 else logging.DEBUG
+        logger.log(
+            level,
+            "chenu_cache: entry %r does not fit %s (%s); treated as a miss",
+            key,
+            kind.name,
+            str(exc).splitlines()[0],
         )
 
     def refused(self, key: str, exc: CommandRefusedError) -> None:

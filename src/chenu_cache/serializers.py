@@ -12,13 +12,18 @@ flags byte (bit 0: zlib-compressed).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
 import pickle
 import re
 import zlib
+from datetime import date, datetime, time
+from decimal import Decimal
+from enum import Enum
 from typing import Any, Protocol, cast, runtime_checkable
+from uuid import UUID
 
 from .exceptions import (
     ConfigurationError,
@@ -83,6 +88,43 @@ def _refuse(value: object) -> object:
     )
 
 
+def _set_order(item: object) -> str:
+    return _ORDER_ENCODER.encode(item)
+
+
+def to_json_data(value: object) -> object:
+    """The plain JSON form of a value JSON has no type for (SPEC §11), one level deep.
+
+    pydantic models (``model_dump(mode="json")``), dataclasses (their fields), ``datetime``,
+    ``date`` and ``time`` (ISO 8601), ``UUID`` and ``Decimal`` (their text, which keeps a
+    Decimal's exponent), ``Enum`` (its value), sets and frozensets (a list, sorted, so
+    equal sets store equal bytes in every process). The encoder calls it again for what
+    the result holds; anything else is refused with `SerializationError`.
+    """
+    kind = type(value)
+    if hasattr(kind, "__pydantic_serializer__") and not isinstance(value, type):
+        return value.model_dump(mode="json")  # type: ignore[attr-defined]
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, (UUID, Decimal)):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (set, frozenset)):
+        try:
+            return sorted(value)
+        except TypeError:  # unorderable members: order them by their JSON text
+            return sorted(value, key=_set_order)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    return _refuse(value)
+
+
+_ORDER_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":"), sort_keys=True, default=to_json_data
+)
+
+
 # A number of 19+ digits may not fit in 64 bits, which orjson would read back as a float.
 _LONG_NUMBER = re.compile(r"(?:^|[\[:,])-?\d{19}")
 
@@ -101,15 +143,29 @@ _ORJSON_PLAIN = (
 
 
 def _not_plain(value: object) -> object:
+    kind = type(value)
+    if kind in _ORJSON_CONVERTS or hasattr(kind, "__pydantic_serializer__"):
+        return to_json_data(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_json_data(value)
     raise TypeError(type(value).__name__)
+
+
+# What orjson hands back that the stdlib path would convert the same way (datetimes
+# are passed through to keep their text the stdlib's: isoformat()).
+_ORJSON_CONVERTS = frozenset({datetime, date, time, Decimal, set, frozenset})
 
 
 class JsonSerializer(Serializer):
     """JSON, the default: readable by any client, and safe to read from a shared Redis.
 
-    Accepts ``None``, ``bool``, ``int``, finite ``float``, ``str``, and ``list``, ``tuple``
-    and ``dict`` of those (tuples come back as lists; non-``str`` dict keys as their
-    JSON string form, as with `json.dumps()`). With the ``fast`` extra, orjson encodes
+    Accepts ``None``, ``bool``, ``int``, finite ``float``, ``str``, ``list``, ``tuple``
+    and ``dict``, and the types `to_json_data` converts (pydantic models, dataclasses,
+    datetimes, UUID, Decimal, Enum, sets), nested in one another. Read back without a
+    type, they are JSON types (tuples and sets as lists, datetimes as strings,
+    non-``str`` dict keys as their JSON string form, as with `json.dumps()`); read with
+    ``type=`` (or by a decorated function, from its return annotation), they are built
+    back into that type. With the ``fast`` extra, orjson encodes
     and decodes what it handles exactly as the standard library would (plain data,
     no NaN, no subclass, no non-``str`` key); everything else takes the standard
     library's path, so what is stored, refused or read back never depends on the extra.
@@ -119,7 +175,7 @@ class JsonSerializer(Serializer):
 
     def __init__(self) -> None:
         self._encoder = json.JSONEncoder(
-            ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_refuse
+            ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=to_json_data
         )
 
     def dumps(self, value: Any) -> bytes:

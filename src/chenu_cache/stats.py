@@ -67,17 +67,23 @@ class Counters:
     __slots__ = (
         "command_errors",
         "decode_errors",
+        "fenced",
         "loader_calls",
         "loader_errors",
         "namespaces",
+        "not_cached",
         "stale_served",
+        "type_errors",
     )
 
     def __init__(self) -> None:
         self.loader_calls = 0
         self.loader_errors = 0
         self.decode_errors = 0
+        self.type_errors = 0
         self.command_errors = 0
+        self.fenced = 0
+        self.not_cached = 0
         self.stale_served = 0
         self.namespaces: dict[str, list[int]] = {}
 
@@ -375,6 +381,12 @@ class LoaderStatistics(_Serialized):
     stale_served: int = 0
     """Times an expired value was returned because its loader failed
     (``stale_if_error``)."""
+    fenced: int = 0
+    """Loads whose value was returned to their callers but not stored, because their
+    entry was invalidated or written while they ran (or their claim lapsed)."""
+    not_cached: int = 0
+    """Loads whose value was returned but not stored because ``cache_if`` said so, or
+    because it did not fit the requested type."""
 
 
 @dataclass(frozen=True)
@@ -432,10 +444,14 @@ class CacheStatistics(_Serialized):
     returned a cached value, whichever tier held it."""
     misses: int = 0
     """Lookups that found nothing usable: absent, expired, undecodable (decode errors),
-    or refused by the server (command errors)."""
+    not of the requested type (type errors), or refused by the server (command
+    errors)."""
     decode_errors: int = 0
     """Entries found that could not be decoded (foreign data, another serializer),
     counted as misses."""
+    type_errors: int = 0
+    """Entries found that did not fit the type the caller asked for (``type=``, or a
+    decorated function's return annotation), counted as misses."""
     command_errors: int = 0
     """Reads the server refused for the key (``WRONGTYPE``, say), counted as misses."""
     namespaces: Mapping[str, NamespaceStatistics] = field(default_factory=dict)

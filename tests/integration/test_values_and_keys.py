@@ -50,8 +50,8 @@ async def test_types_are_what_redis_would_give_on_every_tier(any_cache: Fallback
 
 async def test_unencodable_value_raises_and_writes_nothing(any_cache: FallbackCache) -> None:
     await any_cache.set("k", "old")
-    with pytest.raises(SerializationError, match="set"):
-        await any_cache.set("k", {1, 2})
+    with pytest.raises(SerializationError, match="complex"):
+        await any_cache.set("k", complex(1, 2))
     assert await any_cache.get("k") == "old"
     with pytest.raises(SerializationError):
         await any_cache.set_many({"a": 1, "b": object()})

@@ -210,6 +210,8 @@ def test_demo_summarises_its_statistics_before_the_json(
         "refreshes": 0,
         "refreshFailures": 0,
         "staleServed": 0,
+        "fenced": 0,
+        "notCached": 0,
     }
     assert "serving from: memory" in stdout  # the walkthrough before it is unchanged
 

@@ -34,9 +34,10 @@ def _statistics() -> CacheStatistics:
         hits=52,
         misses=8,
         decode_errors=1,
+        type_errors=4,
         command_errors=2,
         namespaces={"user": NamespaceStatistics(40, 5), "(none)": NamespaceStatistics(12, 3)},
-        loader=LoaderStatistics(8, 1, 49, 2, 1, 1),
+        loader=LoaderStatistics(8, 1, 49, 2, 1, 1, 3, 5),
         failover=FailoverStatistics("open", 2, 1, 12.56789, 6, "BackendTimeoutError: x", 1.7e9),
     )
 
@@ -50,10 +51,10 @@ EXPECTED_STATISTICS = (
     '"hits": 52, "misses": 8, "hitRate": 0.8667, "evictions": 1, "failovers": 2, '
     '"failbacks": 1, "timeOnFallback": 12.568, "breakerState": "open", "backendErrors": 6, '
     '"lastBackendError": "BackendTimeoutError: x", "lastBackendErrorAt": 1700000000.0, '
-    '"decodeErrors": 1, "commandErrors": 2, "namespaces": {"(none)": {"hits": 12, '
+    '"decodeErrors": 1, "typeErrors": 4, "commandErrors": 2, "namespaces": {"(none)": {"hits": 12, '
     '"misses": 3, "hitRate": 0.8}, "user": {"hits": 40, "misses": 5, "hitRate": 0.8889}}, '
     '"loader": {"calls": 8, "errors": 1, "coalesced": 49, "refreshes": 2, '
-    '"refreshFailures": 1, "staleServed": 1}}'
+    '"refreshFailures": 1, "staleServed": 1, "fenced": 3, "notCached": 5}}'
 )
 
 
@@ -78,6 +79,7 @@ def test_the_top_level_key_order_is_pinned() -> None:
         "lastBackendError",
         "lastBackendErrorAt",
         "decodeErrors",
+        "typeErrors",
         "commandErrors",
         "namespaces",
         "loader",
@@ -109,6 +111,8 @@ def test_defaults_serialize_as_before() -> None:
         "refreshes": 0,
         "refreshFailures": 0,
         "staleServed": 0,
+        "fenced": 0,
+        "notCached": 0,
     }
     assert shape["timeOnFallback"] == 0.0
     assert isinstance(shape["timeOnFallback"], float)

@@ -19,6 +19,7 @@ from typing import Any
 from redis.asyncio import Redis, RedisCluster
 
 from ..exceptions import BackendError, BackendUnavailableError
+from . import _redis_scripts as scripts
 from ._batch import Batcher
 from ._redis_errors import translate
 from ._sentinel import PrimaryWatch
@@ -91,7 +92,6 @@ class LoopState:
         *,
         max_connections: int,
         timeout: float,
-        release_script: str,
         batch: tuple[
             Callable[[LoopState, str], Awaitable[bytes | None]],
             Callable[[LoopState, Sequence[str]], Awaitable[list[bytes | None]]],
@@ -105,7 +105,9 @@ class LoopState:
         self.cluster = isinstance(client, RedisCluster)
         self.watch = PrimaryWatch.of(client, timeout)
         self.command = Command(max_connections, self.watch)
-        self.release_lock = client.register_script(release_script)
+        self.release_lock = client.register_script(scripts.RELEASE_LOCK)
+        self.claim = client.register_script(scripts.CLAIM)
+        self.fill = client.register_script(scripts.FILL)
         self.get_batcher: Batcher[str, bytes | None] | None = None
         self.set_batcher: Batcher[Item, None] | None = None
         if batch is not None:

@@ -137,6 +137,30 @@ class SupportsLock(Protocol):
 
 
 @runtime_checkable
+class SupportsFence(Protocol):
+    """An optional ability: compare-and-set writes, which fence loaders (SPEC §12).
+
+    A loader claims an absent key with a marker before it runs, and writes its value
+    only if the key still holds what it started from: an invalidation (which deletes
+    the marker) or a write made meanwhile wins. Both are atomic in the store, for
+    every process using it. Without this ability the cache's loads are not fenced.
+    """
+
+    async def claim(self, key: str, marker: bytes, ttl: float) -> bytes | None:
+        """Store ``marker`` for ``ttl`` seconds if ``key`` is absent and return ``None``;
+        else change nothing and return what ``key`` holds."""
+        ...
+
+    async def fill(
+        self, key: str, expected: bytes, value: bytes | None, ttl: float | None, *, whole: bool
+    ) -> bool:
+        """If ``key`` holds ``expected`` (all of it when ``whole``, else as its first
+        bytes), store ``value`` with ``ttl`` (delete ``key`` when ``value`` is
+        ``None``) and return ``True``; else change nothing and return ``False``."""
+        ...
+
+
+@runtime_checkable
 class SupportsNowait(Protocol):
     """An optional ability: reads and writes that never wait (an in-process store).
 

@@ -10,7 +10,13 @@ from collections.abc import Callable, Sequence
 
 from .._glob import compile_glob
 from ..exceptions import ConfigurationError, ValueTooLargeError
-from .base import Backend, BackendStats, SupportsNowait, SupportsStatsNowait
+from .base import (
+    Backend,
+    BackendStats,
+    SupportsFence,
+    SupportsNowait,
+    SupportsStatsNowait,
+)
 
 __all__ = ["MemoryBackend"]
 
@@ -30,7 +36,7 @@ _SWEEP_PER_WRITE = 32
 _TICK = 1.0  # seconds per expiry bucket
 
 
-class MemoryBackend(Backend, SupportsNowait, SupportsStatsNowait):
+class MemoryBackend(Backend, SupportsFence, SupportsNowait, SupportsStatsNowait):
     """LRU cache of bytes with per-entry TTL, bounded by entries and optionally by bytes.
 
     Expiry is lazy (an expired entry is dropped when read) plus an amortised sweep: a
@@ -92,6 +98,30 @@ class MemoryBackend(Backend, SupportsNowait, SupportsStatsNowait):
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return [self.get_nowait(key) for key in keys]
+
+    # -- fences (SupportsFence): atomic, since nothing here awaits -------------------
+
+    async def claim(self, key: str, marker: bytes, ttl: float) -> bytes | None:
+        entry = self._live(key)
+        if entry is not None:
+            return entry[0]
+        self.set_nowait(key, marker, ttl)
+        return None
+
+    async def fill(
+        self, key: str, expected: bytes, value: bytes | None, ttl: float | None, *, whole: bool
+    ) -> bool:
+        entry = self._live(key)
+        if entry is None:
+            return False
+        current = entry[0]
+        if current != expected if whole else not current.startswith(expected):
+            return False
+        if value is None:
+            self._remove(key, entry)
+        else:
+            self.set_nowait(key, value, ttl)
+        return True
 
     async def ttl(self, key: str) -> float | None:
         entry = self._live(key)

@@ -21,9 +21,10 @@ from ..exceptions import (
     ConfigurationError,
 )
 from ._clients import client_from_url
+from ._redis_info import human_size, info_total
 from ._redis_loops import LoopState, LoopStates
 from ._sentinel import PrimaryWatch
-from .base import Backend, BackendStats, SupportsLock, SupportsStatsNowait
+from .base import Backend, BackendStats, SupportsFence, SupportsLock, SupportsStatsNowait
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -42,14 +43,6 @@ enough that a caller stuck on a hung server notices little before the facade mov
 
 LOCK_MARK = "!lock:"
 """Physical keys of locks are ``prefix + LOCK_MARK + key``; scans leave them out."""
-
-# Compare-and-delete: a holder whose lock lapsed must not release its successor's.
-_RELEASE_LOCK = """
-if redis.call("get", KEYS[1]) == ARGV[1] then
-    return redis.call("del", KEYS[1])
-end
-return 0
-"""
 
 DEFAULT_CONNECT_TIMEOUT = 1.0
 DEFAULT_MAX_CONNECTIONS = 64
@@ -71,34 +64,12 @@ def _node_cursor(cursors: Any) -> int:
     return int(cursors)
 
 
-def _total(info: Any, field: str) -> int | None:
-    """A counter from INFO, summed over the nodes of a cluster's ``{node: info}`` reply."""
-    if not isinstance(info, dict):
-        return None
-    if field in info:
-        return int(info[field])
-    values = [int(v[field]) for v in info.values() if isinstance(v, dict) and field in v]
-    return sum(values) if values else None
-
-
-def _human(size: int | None) -> str | None:
-    """Bytes as Redis's used_memory_human writes them (``1.20M``)."""
-    if size is None:
-        return None
-    value = float(size)
-    for unit in ("B", "K", "M", "G"):
-        if value < 1024:
-            return f"{int(value)}B" if unit == "B" else f"{value:.2f}{unit}"
-        value /= 1024
-    return f"{value:.2f}T"
-
-
 def _px(ttl: float) -> int:
     # Round up: an entry must never expire before the TTL the caller asked for.
     return max(1, math.ceil(ttl * 1000))
 
 
-class RedisBackend(Backend, SupportsLock, SupportsStatsNowait):
+class RedisBackend(Backend, SupportsFence, SupportsLock, SupportsStatsNowait):
     """Redis as a `Backend`, under a key prefix.
 
     Build it from a URL (``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``,
@@ -226,7 +197,6 @@ class RedisBackend(Backend, SupportsLock, SupportsStatsNowait):
             client,
             max_connections=self.max_connections,
             timeout=self.operation_timeout,
-            release_script=_RELEASE_LOCK,
             batch=batch if self.batching else None,
         )
 
@@ -425,6 +395,23 @@ class RedisBackend(Backend, SupportsLock, SupportsStatsNowait):
             released = await state.release_lock(keys=[self._lock_prefix + key], args=[token])
         return bool(released)
 
+    # -- fences (SupportsFence) ------------------------------------------------------
+
+    async def claim(self, key: str, marker: bytes, ttl: float) -> bytes | None:
+        state = self._loops.here()
+        async with state.command:
+            held = await state.claim(keys=[self.prefix + key], args=[marker, _px(ttl)])
+        return cast("bytes | None", held)
+
+    async def fill(
+        self, key: str, expected: bytes, value: bytes | None, ttl: float | None, *, whole: bool
+    ) -> bool:
+        mode, px = ("del", 0) if value is None else ("set", 0 if ttl is None else _px(ttl))
+        args = [expected, "1" if whole else "0", mode, value or b"", px]
+        state = self._loops.here()
+        async with state.command:
+            return bool(await state.fill(keys=[self.prefix + key], args=args))
+
     # -- housekeeping ----------------------------------------------------------------
 
     async def stats(self) -> BackendStats:
@@ -441,11 +428,11 @@ class RedisBackend(Backend, SupportsLock, SupportsStatsNowait):
                 pipe.info("memory")
                 pipe.info("clients")
                 memory, clients = await pipe.execute()
-        used = _total(memory, "used_memory")
+        used = info_total(memory, "used_memory")
         details: dict[str, object] = {
             "used_memory": used,
-            "used_memory_human": _human(used),
-            "connected_clients": _total(clients, "connected_clients"),
+            "used_memory_human": human_size(used),
+            "connected_clients": info_total(clients, "connected_clients"),
             "deployment": "cluster" if self.cluster else "single",
         }
         if self.cluster and isinstance(memory, dict) and "used_memory" not in memory:

@@ -1,0 +1,48 @@
+"""The Lua scripts RedisBackend runs: each touches one key, so each runs on Cluster too."""
+
+from __future__ import annotations
+
+__all__ = ["CLAIM", "FILL", "RELEASE_LOCK"]
+
+# Compare-and-delete: a holder whose lock lapsed must not release its successor's.
+RELEASE_LOCK = """
+if redis.call("get", KEYS[1]) == ARGV[1] then
+    return redis.call("del", KEYS[1])
+end
+return 0
+"""
+
+# A loader's claim on an absent key (SPEC §12): the marker is stored for the lease's
+# milliseconds and nothing is returned; a key that exists is returned as it is.
+CLAIM = """
+local current = redis.call("get", KEYS[1])
+if current then
+    return current
+end
+redis.call("set", KEYS[1], ARGV[1], "px", ARGV[2])
+return false
+"""
+
+# A loader's write, fenced: only if the key still holds what the load started from
+# (ARGV[1]: the whole value when ARGV[2] is "1", else a prefix of it, an envelope's
+# header). ARGV[3] "set" stores ARGV[4] (for ARGV[5] ms; "0": no expiry); "del" removes
+# the key (a claim given up). Anything written or deleted meanwhile wins.
+FILL = """
+local current
+if ARGV[2] == "1" then
+    current = redis.call("get", KEYS[1])
+else
+    current = redis.call("getrange", KEYS[1], 0, string.len(ARGV[1]) - 1)
+end
+if current ~= ARGV[1] then
+    return 0
+end
+if ARGV[3] == "del" then
+    redis.call("del", KEYS[1])
+elseif ARGV[5] == "0" then
+    redis.call("set", KEYS[1], ARGV[4])
+else
+    redis.call("set", KEYS[1], ARGV[4], "px", ARGV[5])
+end
+return 1
+"""
