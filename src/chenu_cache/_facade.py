@@ -23,17 +23,17 @@ from ._decorator import CachedFunction, DecoratorOptions, LoadOptions, bind_deco
 from ._failover import Failover, Transition, recent_window_of
 from ._fences import DEFAULT_LEASE_TTL
 from ._glob import compile_glob, validate_pattern
-from ._keys import DEFAULT_MAX_KEY_LENGTH, NAMESPACE_SEPARATOR, namespace_of, qualify, validate_scan
+from ._keys import DEFAULT_MAX_KEY_LENGTH, NAMESPACE_SEPARATOR, Resolver, validate_scan
 from ._keys import validate_namespace as _validate_namespace
 from ._loader import Load, Loader, freshness_of
 from ._namespaces import DEFAULT_MAX_TTL, DEFAULT_TTL, NamespaceRegistry, to_seconds
 from ._routes import Route
-from ._statistics import assemble, counters_now, health_report
+from ._statistics import gather, health_report, snapshot
 from ._types import MISSING, TTL
 from ._value_types import value_type
 from ._values import ABSENT, Decoder
 from .backends import redis as _redis
-from .backends.base import Backend, BackendStats
+from .backends.base import Backend
 from .backends.memory import MemoryBackend
 from .backends.redis import RedisBackend
 from .exceptions import BackendError, CacheTypeError, CommandRefusedError, ConfigurationError
@@ -51,8 +51,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 D = TypeVar("D")
-
-_MAX_RESOLVED = 65_536  # remembered keys; cleared wholesale when full (cheap, rare)
 
 
 class FallbackCache:
@@ -130,9 +128,6 @@ class FallbackCache:
         self.codec = Codec(
             serializer, compress_threshold=compress_threshold, max_value_size=max_value_size
         )
-        # Validated keys with their namespace counters, so a repeated key costs one
-        # dict lookup instead of validation and namespace parsing.
-        self._resolved: dict[object, tuple[str, str | None, list[int]]] = {}
         self._fallback: Backend = (
             fallback
             if fallback is not None
@@ -158,6 +153,8 @@ class FallbackCache:
         self._route: Route = self._failover.route
         self._failover.on_switch = self._on_switch
         self._counters = Counters()
+        self._keys = Resolver(max_key_length, self._counters.slot)
+        self._resolve = self._keys.resolve
         self._decoder = Decoder(self.codec, self._counters, clock)
         self._said_memory_only = False
         self._primary_from_initialize = False
@@ -272,35 +269,17 @@ class FallbackCache:
     def _key(self, key: str, namespace: str | None) -> str:
         return self._resolve(key, namespace)[0]
 
-    def _resolve(self, key: object, namespace: str | None) -> tuple[str, str | None, list[int]]:
-        """Validated logical key, its namespace, and that namespace's counters."""
-        if type(key) is str and (namespace is None or type(namespace) is str):
-            entry = self._resolved.get(key if namespace is None else (namespace, key))
-            if entry is not None:
-                return entry
-        full = qualify(key, namespace, self.max_key_length)  # raises on bad input
-        ns = namespace if isinstance(namespace, str) else namespace_of(full)
-        entry = (full, ns, self._counters.slot(ns))
-        if len(self._resolved) >= _MAX_RESOLVED:
-            self._resolved.clear()
-        self._resolved[key if namespace is None else (namespace, key)] = entry
-        return entry
-
     # -- reads -----------------------------------------------------------------------
 
     @overload
-    async def get(self, key: str, namespace: str | None = None, default: Any = None) -> Any: ...
-    @overload
     async def get(self, key: str, namespace: str | None = None, *, type: type[T]) -> T | None: ...
-    @overload
-    async def get(self, key: str, namespace: str | None, default: D, *, type: type[T]) -> T | D: ...
     @overload
     async def get(
         self, key: str, namespace: str | None = None, *, default: D, type: type[T]
     ) -> T | D: ...
     @overload
     async def get(
-        self, key: str, namespace: str | None = None, default: Any = None, *, type: Any
+        self, key: str, namespace: str | None = None, default: Any = None, *, type: Any = None
     ) -> Any: ...
 
     async def get(
@@ -348,9 +327,9 @@ class FallbackCache:
         entry = None
         if key.__class__ is str:  # (``type`` is the parameter here)
             if namespace is None:
-                entry = self._resolved.get(key)
+                entry = self._keys.memo.get(key)
             elif namespace.__class__ is str:
-                entry = self._resolved.get((namespace, key))
+                entry = self._keys.memo.get((namespace, key))
         full, _, slot = entry if entry is not None else self._resolve(key, namespace)
         data = get_nowait(full)
         if data is None:
@@ -364,15 +343,11 @@ class FallbackCache:
 
     @overload
     async def get_many(
-        self, keys: Iterable[str], namespace: str | None = None
-    ) -> dict[str, Any]: ...
-    @overload
-    async def get_many(
         self, keys: Iterable[str], namespace: str | None = None, *, type: type[T]
     ) -> dict[str, T]: ...
     @overload
     async def get_many(
-        self, keys: Iterable[str], namespace: str | None = None, *, type: Any
+        self, keys: Iterable[str], namespace: str | None = None, *, type: Any = None
     ) -> dict[str, Any]: ...
 
     async def get_many(
@@ -463,17 +438,6 @@ class FallbackCache:
         ttl: TTL = None,
         namespace: str | None = None,
         *,
-        type: None = None,
-        **options: Unpack[LoadOptions],
-    ) -> Any: ...
-    @overload
-    async def get_or_set(
-        self,
-        key: str,
-        factory: Callable[[], Any],
-        ttl: TTL = None,
-        namespace: str | None = None,
-        *,
         type: type[T],
         **options: Unpack[LoadOptions],
     ) -> T: ...
@@ -485,7 +449,7 @@ class FallbackCache:
         ttl: TTL = None,
         namespace: str | None = None,
         *,
-        type: Any,
+        type: Any = None,
         **options: Unpack[LoadOptions],
     ) -> Any: ...
 
@@ -608,36 +572,11 @@ class FallbackCache:
         As `get_statistics()`, but without what only the Redis server can tell
         (``usedMemory``, ``connectedClients``: ``None`` here).
         """
-        primary = self._failover.primary
-        return self._assemble(counters_now(primary) if primary is not None else None)
+        return snapshot(self._failover, self._counters, self._loader)
 
     async def get_statistics(self) -> CacheStatistics:
         """A snapshot of counters and Redis's own figures; ``.to_dict()`` is SPEC §7's JSON."""
-        primary = self._failover.primary
-        primary_stats = None
-        if primary is not None and self._failover.active is primary:
-            try:
-                primary_stats = await primary.stats()
-            except BackendError as exc:
-                await self._failover.failed(exc)
-        memory = counters_now(self._fallback) or await self._fallback.stats()
-        return self._assemble(primary_stats, memory)
-
-    def _assemble(
-        self, primary_stats: BackendStats | None, memory: BackendStats | None = None
-    ) -> CacheStatistics:
-        failover = self._failover
-        primary = failover.primary
-        return assemble(
-            serving=failover.active.name,
-            counters=self._counters,
-            loader=self._loader,
-            failover=failover.statistics(),
-            memory=memory if memory is not None else counters_now(self._fallback),
-            primary_configured=primary is not None,
-            primary_connected=primary is not None and failover.active is primary,
-            primary=primary_stats,
-        )
+        return await gather(self._failover, self._counters, self._loader)
 
     async def health(self) -> HealthReport:
         """Ping the primary (if any) and report which backend serves and how Redis is doing.

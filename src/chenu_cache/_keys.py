@@ -10,6 +10,7 @@ namespace whichever way the key was written.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from ._glob import validate_pattern
 from .exceptions import CacheTypeError, InvalidKeyError, InvalidNamespaceError, ValidationError
@@ -17,6 +18,8 @@ from .exceptions import CacheTypeError, InvalidKeyError, InvalidNamespaceError, 
 __all__ = [
     "DEFAULT_MAX_KEY_LENGTH",
     "NAMESPACE_SEPARATOR",
+    "Resolved",
+    "Resolver",
     "namespace_of",
     "qualify",
     "validate_key",
@@ -87,3 +90,34 @@ def validate_scan(pattern: str, cursor: int, count: int, *, max_length: int) -> 
         raise ValidationError(f"cursor {cursor} is out of range: a scan cursor is below 2**64")
     if type(count) is not int or not 1 <= count <= _MAX_SCAN_COUNT:
         raise CacheTypeError(f"count must be an int between 1 and {_MAX_SCAN_COUNT}")
+
+
+Resolved = tuple[str, "str | None", list[int]]
+"""A validated logical key, its namespace, and that namespace's ``[hits, misses]``."""
+
+_MAX_RESOLVED = 65_536  # remembered keys; cleared wholesale when full (cheap, rare)
+
+
+class Resolver:
+    """Validates keys once: a repeated key costs one dict lookup, not validation and
+    namespace parsing. ``memo`` is keyed by the key, or ``(namespace, key)``; the hit
+    path may read it directly."""
+
+    def __init__(self, max_length: int, counters_of: Callable[[str | None], list[int]]) -> None:
+        self.max_length = max_length
+        self.counters_of = counters_of
+        self.memo: dict[object, Resolved] = {}
+
+    def resolve(self, key: object, namespace: str | None) -> Resolved:
+        memo = self.memo
+        if type(key) is str and (namespace is None or type(namespace) is str):
+            entry = memo.get(key if namespace is None else (namespace, key))
+            if entry is not None:
+                return entry
+        full = qualify(key, namespace, self.max_length)  # raises on bad input
+        ns = namespace if isinstance(namespace, str) else namespace_of(full)
+        entry = (full, ns, self.counters_of(ns))
+        if len(memo) >= _MAX_RESOLVED:
+            memo.clear()
+        memo[key if namespace is None else (namespace, key)] = entry
+        return entry

@@ -7,6 +7,7 @@ One function for both snapshots: `FallbackCache.statistics()` (at once, no I/O) 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from ._failover import Failover
 from ._loader import Loader
@@ -23,7 +24,7 @@ from .stats import (
     RedisStatistics,
 )
 
-__all__ = ["assemble", "counters_now", "health_report"]
+__all__ = ["assemble", "counters_now", "gather", "health_report", "snapshot"]
 
 
 def counters_now(backend: Backend) -> BackendStats | None:
@@ -101,6 +102,47 @@ def assemble(
         ),
         failover=failover,
     )
+
+
+_NOW: Any = object()
+
+
+def snapshot(
+    failover: Failover,
+    counters: Counters,
+    loader: Loader,
+    primary_stats: BackendStats | None = _NOW,
+    memory: BackendStats | None = None,
+) -> CacheStatistics:
+    """A cache's statistics from what this process counted (no I/O); the primary's
+    and the fallback's own figures when given, else their counters of now."""
+    primary = failover.primary
+    if primary_stats is _NOW:
+        primary_stats = counters_now(primary) if primary is not None else None
+    return assemble(
+        serving=failover.active.name,
+        counters=counters,
+        loader=loader,
+        failover=failover.statistics(),
+        memory=memory if memory is not None else counters_now(failover.fallback),
+        primary_configured=primary is not None,
+        primary_connected=primary is not None and failover.active is primary,
+        primary=primary_stats,
+    )
+
+
+async def gather(failover: Failover, counters: Counters, loader: Loader) -> CacheStatistics:
+    """`snapshot`, with the Redis server's own figures (memory, clients) asked for."""
+    primary = failover.primary
+    primary_stats = None
+    if primary is not None and failover.active is primary:
+        try:
+            primary_stats = await primary.stats()
+        except BackendError as exc:
+            await failover.failed(exc)
+    fallback = failover.fallback
+    memory = counters_now(fallback) or await fallback.stats()
+    return snapshot(failover, counters, loader, primary_stats, memory)
 
 
 async def health_report(failover: Failover) -> HealthReport:
