@@ -24,6 +24,7 @@ CI_SESSIONS = [
     "valkey",
     "docs",
     "import_minimal",
+    "no_pydantic",
     "redis_oldest",
     "wheel",
 ]
@@ -142,6 +143,25 @@ def import_minimal(session: nox.Session) -> None:
     )
     session.install("-e", ".[test]")
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session(python="3.11")
+def no_pydantic(session: nox.Session) -> None:
+    """Typed values and fences where pydantic is not installed: the stdlib conversions."""
+    session.install("-e", ".[test-core]")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests/unit/test_value_types.py",
+        "tests/integration/test_typed_values_stdlib.py",
+        "tests/integration/test_fences.py",
+        *session.posargs,
+        env={"CHENU_CACHE_EXPECT_NO_PYDANTIC": "1"},
+    )
 
 
 @nox.session(python="3.11")

@@ -260,6 +260,8 @@ class CachedFunction(Generic[P, R]):
             self._options["lock"] = lock
         if cache_if is not None:
             self._options["cache_if"] = cache_if
+        if self._kind is not None:
+            self._options["type"] = self._kind
         # A hit needs no await unless XFetch must draw its random number on the
         # loader's path; a due refresh_after sends the call there too.
         self._nowait = early_refresh is None

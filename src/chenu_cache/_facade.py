@@ -335,7 +335,7 @@ class FallbackCache:
         if data is None:
             return default
         kind = None if type is None else value_type(type)
-        value = self._decoder.value(full, data, refresh_after, kind)
+        value = self._decoder.value(full, data, refresh_after, kind, reread=True)
         if value is ABSENT:
             return default
         slot[0] += 1

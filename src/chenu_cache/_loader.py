@@ -179,11 +179,11 @@ class Loader:
                 try:
                     value = self.decoder.decode(payload, load.kind)
                 except DeserializationError as exc:
-                    self.decoder.undecodable(key, exc)
+                    self.decoder.undecodable(key, exc, seen)
                 except ValueError as exc:
                     if load.kind is None:
                         raise
-                    self.decoder.mismatch(key, load.kind, exc)
+                    self.decoder.mismatch(key, load.kind, exc, seen)
                 else:
                     now = self._clock()
                     if timing is None or now < timing.expires_at:

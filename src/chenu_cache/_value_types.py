@@ -199,6 +199,8 @@ def _to_float(data: Any) -> float:
 def _from_text(kind: type, parse: Callable[[str], Any]) -> _Convert:
     def convert(data: Any) -> Any:
         if type(data) is not str:
+            if isinstance(data, kind):  # already built (a pickling serializer's)
+                return data
             raise _mismatch(kind, data)
         try:
             return parse(data)
@@ -283,6 +285,8 @@ def _dataclass(tp: type) -> _Convert:
 
     def convert(data: Any) -> Any:
         if type(data) is not dict:
+            if isinstance(data, tp):
+                return data
             raise _mismatch(tp, data)
         try:
             return tp(**{name: build(data[name]) for name, build in fields if name in data})
@@ -329,7 +333,7 @@ def _sequence(tp: object, kind: object, args: tuple[Any, ...]) -> _Convert:
         items = [] if args == ((),) else [_converter(arg) for arg in args]  # tuple[()]
 
         def fixed(data: Any) -> Any:
-            if type(data) is not list or len(data) != len(items):
+            if not isinstance(data, (list, tuple)) or len(data) != len(items):
                 raise _mismatch(tp, data)
             return tuple(each(value) for each, value in zip(items, data, strict=True))
 
@@ -338,7 +342,7 @@ def _sequence(tp: object, kind: object, args: tuple[Any, ...]) -> _Convert:
     each = _converter(args[0] if args else Any)
 
     def convert(data: Any) -> Any:
-        if type(data) is not list:
+        if not isinstance(data, (list, tuple, set, frozenset)):
             raise _mismatch(tp, data)
         return build(each(value) for value in data)
 

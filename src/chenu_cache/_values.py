@@ -39,6 +39,9 @@ class Decoder:
         self.loads = codec.serializer.loads
         # JSON bytes go straight to a type's parser (pydantic reads them in one pass).
         self.json = isinstance(codec.serializer, JsonSerializer)
+        # The bytes a nowait peek (the decorator's first look) just counted as a bad
+        # entry: the read that follows it in the same call must not count them again.
+        self.peeked: bytes | None = None
 
     def value(
         self,
@@ -46,13 +49,16 @@ class Decoder:
         data: bytes,
         refresh_after: float | timedelta | None = None,
         kind: ValueType | None = None,
+        *,
+        reread: bool = False,
     ) -> Any:
         """The value stored in ``data`` (of type ``kind`` when given), or `ABSENT`.
 
         `ABSENT` when the entry is past its logical TTL (kept only to be served if its
         loader fails), when ``refresh_after`` is given and the entry is due for a
         refresh (so that the loader starts it), when it is a load's claim, or when it
-        cannot be decoded or does not fit ``kind`` (both counted).
+        cannot be decoded or does not fit ``kind`` (both counted, once per lookup:
+        ``reread`` says this was a first look, and a read of the same lookup follows).
         """
         try:
             if data[:3] == self.plain:
@@ -76,11 +82,13 @@ class Decoder:
                 return ABSENT
             return self.decode(data, kind)
         except DeserializationError as exc:
-            self.undecodable(key, exc)
+            self.undecodable(key, exc, data)
         except ValueError as exc:  # pydantic's ValidationError, our TypeMismatch
             if kind is None:
                 raise
-            self.mismatch(key, kind, exc)
+            self.mismatch(key, kind, exc, data)
+        if reread:
+            self.peeked = data
         return ABSENT
 
     def decode(self, data: bytes, kind: ValueType | None) -> Any:
@@ -90,8 +98,15 @@ class Decoder:
         value = self.codec.decode(data)
         return value if kind is None else kind.convert(value)
 
-    def undecodable(self, key: str, exc: DeserializationError) -> None:
+    def _recounted(self, data: bytes | None) -> bool:
+        """Whether ``data`` is what the lookup's own peek just counted."""
+        peeked, self.peeked = self.peeked, None
+        return data is not None and data is peeked
+
+    def undecodable(self, key: str, exc: DeserializationError, data: bytes | None = None) -> None:
         """An entry that cannot be decoded: a miss, counted, logged once at WARNING."""
+        if self._recounted(data):
+            return
         counters = self.counters
         counters.decode_errors += 1
         level = logging.WARNING if counters.decode_errors == 1 else logging.DEBUG
@@ -99,9 +114,13 @@ class Decoder:
             level, "chenu_cache: entry %r cannot be decoded (%s); treated as a miss", key, exc
         )
 
-    def mismatch(self, key: str, kind: ValueType, exc: ValueError) -> None:
+    def mismatch(
+        self, key: str, kind: ValueType, exc: ValueError, data: bytes | None = None
+    ) -> None:
         """An entry that does not fit the requested type (a model changed between
         deploys): a miss, counted, logged once at WARNING."""
+        if self._recounted(data):
+            return
         counters = self.counters
         counters.type_errors += 1
         level = logging.WARNING if counters.type_errors == 1 else logging.DEBUG

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from typing_extensions import assert_type
@@ -69,3 +70,32 @@ async def usage() -> None:
         assert_type(await c.get_statistics(), CacheStatistics)
         assert_type(await c.invalidate_pattern("user:*"), int)
         assert_type(await c.get_many(["a"]), dict[str, Any])
+
+
+@dataclass
+class User:
+    id: int
+    seen: datetime
+
+
+@cache(ttl=60, cache_if=lambda user: user is not None)  # pyright: ignore[reportUnknownLambdaType]
+async def find_user(user_id: int) -> User | None:
+    return None
+
+
+@cache(type=tuple[int, str])
+async def pair() -> tuple[int, str]:
+    return (1, "a")
+
+
+async def typed_values(c: FallbackCache) -> None:
+    assert_type(await c.get("u", type=User), User | None)
+    assert_type(await c.get("u", default=0, type=User), User | int)
+    assert_type(await c.get("u", namespace="user", type=list[User]), list[User] | None)
+    assert_type(await c.get("u"), Any)
+    assert_type(await c.get_many(["u"], type=User), dict[str, User])
+    assert_type(await c.get_or_set("u", lambda: User(1, datetime.now()), type=User), User)
+    assert_type(await c.get_or_set("u", lambda: 1, cache_if=bool, lock=True), Any)
+    assert_type(await find_user(1), User | None)
+    assert_type(await pair(), tuple[int, str])
+    await c.get_or_set("u", lambda: 1, nope=True)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue]

@@ -50,6 +50,8 @@ FORBIDDEN = {
         "_freshness",
         "_routes",
         "_loader",
+        "_fences",
+        "_value_types",
         "stats",
     },
     "_keys": {"backends", "_facade", "_default", "_decorator", "_failover"},
@@ -62,6 +64,10 @@ FORBIDDEN = {
     "_statistics": {"_facade", "_default", "_decorator"},
     "_values": {"_facade", "_default", "_decorator", "_failover", "_routes", "_loader"},
     "_decorator": {"_facade", "_default", "backends"},
+    # What a type makes of JSON, and what a load's write must find: leaves below the
+    # decoder and the loader.
+    "_value_types": {"backends", "_facade", "_default", "_decorator", "_loader", "_values"},
+    "_fences": {"backends", "_facade", "_default", "_decorator", "_loader", "_routes"},
     "_facade": {"_default"},
 }
 
