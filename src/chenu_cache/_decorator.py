@@ -341,8 +341,9 @@ class CachedFunction(Generic[P, R]):
         cache = self._resolve_cache()
         if not self._kind_known:
             self._learn_type()
-        into = self._kind
+        value: R
         if self._nowait:  # a hit in process memory needs no await at all
+            into = self._kind
             refresh_after = self._refresh_after
             if refresh_after is None and into is None:
                 value = cache.get_nowait(key, self.namespace)
@@ -351,12 +352,12 @@ class CachedFunction(Generic[P, R]):
                     key, self.namespace, refresh_after=refresh_after, type=into
                 )
             if value is not MISSING:
-                return cast(R, value)
+                return value
         func = self._func
-        result = await cache.get_or_set(
+        value = await cache.get_or_set(
             key, lambda: func(*args, **kwargs), self.ttl, self.namespace, **self._options
         )
-        return cast(R, result)
+        return value
 
     def _learn_type(self) -> None:
         kind = return_type(self._func)

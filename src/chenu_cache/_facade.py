@@ -30,7 +30,7 @@ from ._namespaces import DEFAULT_MAX_TTL, DEFAULT_TTL, NamespaceRegistry, to_sec
 from ._routes import Route
 from ._statistics import gather, health_report, snapshot
 from ._types import MISSING, TTL
-from ._value_types import value_type
+from ._value_types import ValueType, value_type
 from ._values import ABSENT, Decoder
 from .backends import redis as _redis
 from .backends.base import Backend
@@ -155,6 +155,7 @@ class FallbackCache:
         self._counters = Counters()
         self._keys = Resolver(max_key_length, self._counters.slot)
         self._resolve = self._keys.resolve
+        self._memo = self._keys.memo  # the nowait hit path reads it directly
         self._decoder = Decoder(self.codec, self._counters, clock)
         self._said_memory_only = False
         self._primary_from_initialize = False
@@ -327,15 +328,16 @@ class FallbackCache:
         entry = None
         if key.__class__ is str:  # (``type`` is the parameter here)
             if namespace is None:
-                entry = self._keys.memo.get(key)
+                entry = self._memo.get(key)
             elif namespace.__class__ is str:
-                entry = self._keys.memo.get((namespace, key))
+                entry = self._memo.get((namespace, key))
         full, _, slot = entry if entry is not None else self._resolve(key, namespace)
         data = get_nowait(full)
         if data is None:
             return default
-        kind = None if type is None else value_type(type)
-        value = self._decoder.value(full, data, refresh_after, kind, reread=True)
+        if type is not None and type.__class__ is not ValueType:
+            type = value_type(type)
+        value = self._decoder.value(full, data, refresh_after, type, True)
         if value is ABSENT:
             return default
         slot[0] += 1

@@ -49,7 +49,6 @@ class Decoder:
         data: bytes,
         refresh_after: float | timedelta | None = None,
         kind: ValueType | None = None,
-        *,
         reread: bool = False,
     ) -> Any:
         """The value stored in ``data`` (of type ``kind`` when given), or `ABSENT`.
@@ -64,7 +63,7 @@ class Decoder:
             if data[:3] == self.plain:
                 if kind is None:
                     return self.loads(data[3:])
-                if self.json:
+                if self.json:  # pydantic reads the JSON bytes in one pass
                     return kind.parse(data[3:])
                 return kind.convert(self.loads(data[3:]))
             if data[0] == ENVELOPE_MAGIC and len(data) >= ENVELOPE_SIZE:
