@@ -183,6 +183,8 @@ def bench(session: nox.Session) -> None:
         "jinja2",  # fastapi-cache2 imports starlette's templating
         "async-lru",
         "theine",
+        "pydantic",
     )
     session.run("python", "-m", "benchmarks.run", *session.posargs)
+    session.run("python", "-m", "benchmarks.typed_and_fences")
     session.run("python", "-m", "benchmarks.failover_latency", "--runs", "2")
