@@ -7,7 +7,7 @@ import functools
 import hashlib
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import fields as dataclass_fields
 from dataclasses import is_dataclass
 from datetime import date, datetime, time, timedelta
@@ -21,6 +21,7 @@ from typing_extensions import ParamSpec, Self
 from ._freshness import Freshness
 from ._keys import validate_namespace
 from ._namespaces import to_seconds
+from ._tags import TagTemplates
 from ._types import MISSING, TTL
 from ._value_types import ValueType, return_type, value_type
 from .exceptions import CacheTypeError
@@ -65,6 +66,7 @@ class LoadOptions(TypedDict, total=False):
     early_refresh: float | None
     lock: bool | float
     cache_if: Callable[[Any], object] | None
+    tags: Iterable[str]
 
 
 class DecoratorOptions(LoadOptions, total=False):
@@ -219,6 +221,7 @@ class CachedFunction(Generic[P, R]):
         early_refresh: float | None = None,
         lock: bool | float = False,
         cache_if: Callable[[Any], object] | None = None,
+        tags: Iterable[str] = (),
         type: Any = MISSING,
     ) -> None:
         # Above @classmethod / @staticmethod, unwrap and bind like they do (on 3.13+
@@ -275,6 +278,9 @@ class CachedFunction(Generic[P, R]):
         self.key_builder = key_builder
         self._func_id = f"{func.__module__}.{func.__qualname__}"
         self._signature = inspect.signature(func)
+        # Templates checked against the parameters now; formatted on the awaiting path
+        # only (a memory hit never needs them: the entry carries its tags).
+        self._tags = TagTemplates(tags, self._signature.parameters) if tags else None
         params = list(self._signature.parameters.values())
         self._skip_first = bool(params) and (
             self._binding == "class"
@@ -354,10 +360,18 @@ class CachedFunction(Generic[P, R]):
             if value is not MISSING:
                 return value
         func = self._func
+        options = self._options
+        if self._tags is not None:
+            options = {**options, "tags": self._tags.render(self._bound(args, kwargs))}
         value = await cache.get_or_set(
-            key, lambda: func(*args, **kwargs), self.ttl, self.namespace, **self._options
+            key, lambda: func(*args, **kwargs), self.ttl, self.namespace, **options
         )
         return value
+
+    def _bound(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        bound = self._signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return bound.arguments
 
     def _learn_type(self) -> None:
         kind = return_type(self._func)

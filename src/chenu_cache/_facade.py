@@ -27,11 +27,12 @@ from ._keys import DEFAULT_MAX_KEY_LENGTH, NAMESPACE_SEPARATOR, Resolver, valida
 from ._keys import validate_namespace as _validate_namespace
 from ._loader import Load, Loader, freshness_of
 from ._namespaces import DEFAULT_MAX_TTL, DEFAULT_TTL, NamespaceRegistry, to_seconds
-from ._routes import Route
+from ._routes import Route, bump_on
 from ._statistics import gather, health_report, snapshot
+from ._tags import stamp, validate_tags
 from ._types import MISSING, TTL
 from ._value_types import ValueType, value_type
-from ._values import ABSENT, Decoder
+from ._values import ABSENT, TAGGED, Decoder
 from .backends import redis as _redis
 from .backends.base import Backend
 from .backends.memory import MemoryBackend
@@ -156,7 +157,9 @@ class FallbackCache:
         self._keys = Resolver(max_key_length, self._counters.slot)
         self._resolve = self._keys.resolve
         self._memo = self._keys.memo  # the nowait hit path reads it directly
-        self._decoder = Decoder(self.codec, self._counters, clock)
+        self._decoder = Decoder(
+            self.codec, self._counters, clock, lambda tags: self._route.tag_versions(tags, False)
+        )
         self._said_memory_only = False
         self._primary_from_initialize = False
         # Freshness metadata is shared across processes, so it runs on the wall clock.
@@ -168,6 +171,7 @@ class FallbackCache:
             counters=self._counters,
             decoder=self._decoder,
             read=self._read,
+            tags_hold=self._decoder.tags_hold,
             route=lambda: self._route,
             clock=clock,
             rng=rng,
@@ -300,6 +304,8 @@ class FallbackCache:
         data = nowait(full) if nowait is not None else await self._read(full)
         if data is not None:
             value = self._decoder.value(full, data, None, kind)
+            if value is TAGGED:
+                value = await self._decoder.checked(full, data, kind)
             if value is not ABSENT:
                 slot[0] += 1
                 return value
@@ -338,7 +344,7 @@ class FallbackCache:
         if type is not None and type.__class__ is not ValueType:
             type = value_type(type)
         value = self._decoder.value(full, data, refresh_after, type, True)
-        if value is ABSENT:
+        if value is ABSENT or value is TAGGED:  # tags are checked by an awaiting read
             return default
         slot[0] += 1
         return value
@@ -373,6 +379,8 @@ class FallbackCache:
         for key, (logical, _, slot), data in zip(requested, resolved, found, strict=True):
             if data is not None:
                 value = self._decoder.value(logical, data, None, kind)
+                if value is TAGGED:
+                    value = await self._decoder.checked(logical, data, kind)
                 if value is not ABSENT:
                     result[key] = value
                     slot[0] += 1
@@ -403,7 +411,13 @@ class FallbackCache:
     # -- writes ----------------------------------------------------------------------
 
     async def set(
-        self, key: str, value: Any, ttl: TTL = None, namespace: str | None = None
+        self,
+        key: str,
+        value: Any,
+        ttl: TTL = None,
+        namespace: str | None = None,
+        *,
+        tags: Iterable[str] = (),
     ) -> None:
         """Cache ``value`` under ``key`` for ``ttl`` (else the namespace's, else the default).
 
@@ -414,6 +428,9 @@ class FallbackCache:
         full, ns, _ = self._resolve(key, namespace)
         seconds = self.namespaces.resolve(ttl, ns)
         data = self.codec.encode(value)
+        if tags:
+            checked = validate_tags(tags)
+            data = stamp(data, checked, await self._route.tag_versions(checked, True))
         route = self._route
         write_nowait = route.write_nowait
         if write_nowait is not None:
@@ -468,6 +485,7 @@ class FallbackCache:
         early_refresh: float | None = None,
         lock: bool | float = False,
         cache_if: Callable[[Any], object] | None = None,
+        tags: Iterable[str] = (),
     ) -> Any:
         """The cached value, or the factory's result, cached, on a miss.
 
@@ -478,7 +496,8 @@ class FallbackCache:
         Miss or hit, the caller gets the value as the cache stores it: of ``type`` when
         given (SPEC §11), else as JSON types (a tuple comes back as a list), so the
         type never depends on who loaded it. ``cache_if``: a predicate on the factory's
-        result; when false, the result is returned and not stored.
+        result; when false, the result is returned and not stored. ``tags``: the
+        entry's tags (see `invalidate_tags`).
 
         A load overtaken by an invalidation of its key (or a pattern, namespace or
         ``clear()`` covering it) or by a ``set()`` returns its value to its callers
@@ -498,7 +517,8 @@ class FallbackCache:
         kind = None if type is None else value_type(type)
         loader = self._loader
         fresh = freshness_of(refresh_after, stale_if_error, early_refresh, lock)
-        load = Load(factory, self.namespaces.resolve(ttl, ns), fresh, kind, cache_if)
+        tagged = validate_tags(tags) if tags else ()
+        load = Load(factory, self.namespaces.resolve(ttl, ns), fresh, kind, cache_if, tagged)
         if fresh is not None:
             return await loader.get_or_set(full, slot, load)
         data = None
@@ -507,6 +527,8 @@ class FallbackCache:
             data = nowait(full) if nowait is not None else await loader.lookup(full)
             if data is not None:
                 value = self._decoder.value(full, data, None, kind)
+                if value is TAGGED:
+                    value = await self._decoder.checked(full, data, kind)
                 if value is not ABSENT:
                     slot[0] += 1
                     return value
@@ -544,6 +566,14 @@ class FallbackCache:
         pattern = _validate_namespace(namespace) + NAMESPACE_SEPARATOR + "*"
         self._loader.flights.forget(compile_glob(pattern))
         return await self._route.change(lambda b: b.delete_pattern(pattern), pattern=pattern)
+
+    async def invalidate_tags(self, *tags: str) -> None:
+        """Make every entry carrying one of ``tags`` a miss, in every process sharing
+        Redis: one command per tag, whatever the number of entries (SPEC §14)."""
+        checked = validate_tags(tags)
+        if checked:
+            self._counters.tag_invalidations += len(checked)
+            await self._route.change(lambda b: bump_on(b, checked), tags=checked)
 
     async def clear(self) -> int:
         """Delete every entry under this cache's prefix (never other software's keys)."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from ._glob import escape_glob
 from ._keys import NAMESPACE_SEPARATOR, namespace_of
 from ._routes import Direct, Gated, Journaling, Primary, Route
-from .backends.base import Backend, DeclaresRecentWindow
+from .backends.base import Backend, DeclaresRecentWindow, SupportsTags
 from .exceptions import BackendError, CacheError
 from .stats import FailoverStatistics
 
@@ -63,6 +63,7 @@ class Journal:
     max_patterns: int = 1_000
     keys: set[str] = field(default_factory=set)
     patterns: set[str] = field(default_factory=set)
+    tags: set[str] = field(default_factory=set)
     everything: bool = False
     overflowed: bool = False
 
@@ -89,17 +90,29 @@ class Journal:
             self.overflowed = True
             self.everything = True
 
+    def add_tags(self, tags: Iterable[str]) -> None:
+        """Tags invalidated: their versions are renewed on the primary at failback."""
+        if self.everything:
+            return
+        for tag in tags:
+            if len(self.tags) < self.max_patterns or tag in self.tags:
+                self.tags.add(tag)
+            else:
+                self.overflowed = True
+                self.everything = True
+                return
+
     def add_everything(self) -> None:
         self.everything = True
 
     def __bool__(self) -> bool:
-        return self.everything or bool(self.keys) or bool(self.patterns)
+        return self.everything or bool(self.keys) or bool(self.patterns) or bool(self.tags)
 
     def take(self) -> Journal:
         """Hand over the recorded changes and start empty."""
-        taken = Journal(self.max_keys, self.max_patterns, self.keys, self.patterns)
+        taken = Journal(self.max_keys, self.max_patterns, self.keys, self.patterns, self.tags)
         taken.everything, taken.overflowed = self.everything, self.overflowed
-        self.keys, self.patterns = set(), set()
+        self.keys, self.patterns, self.tags = set(), set(), set()
         self.everything = self.overflowed = False
         return taken
 
@@ -110,12 +123,15 @@ class Journal:
         self.add_keys(other.keys)
         for pattern in other.patterns:
             self.add_pattern(pattern)
+        self.add_tags(other.tags)
 
     async def replay(self, primary: Backend) -> None:
         """Delete everything recorded from ``primary``; raises if the primary fails."""
         if self.everything:
-            await primary.clear()
+            await primary.clear()  # tag versions included: every tagged entry goes too
             return
+        if self.tags and isinstance(primary, SupportsTags):
+            await primary.bump_tags(sorted(self.tags))
         for pattern in self.patterns:
             await primary.delete_pattern(pattern)
         keys = list(self.keys)
@@ -168,7 +184,7 @@ class Failover:
         self.recent_window = recent_window
         # (key, or pattern, or None for "everything"; is-a-pattern) -> when, newest last.
         # One entry per distinct change, so a hot key does not crowd out the others.
-        self._recent: OrderedDict[tuple[str | None, bool], float] = OrderedDict()
+        self._recent: OrderedDict[tuple[str | None, str], float] = OrderedDict()
         self._recent_max = journal_max_keys
         self._recent_dropped_at = -math.inf
         self._clock = clock
@@ -287,7 +303,7 @@ class Failover:
         self.last_error = f"{type(exc).__name__}: {exc}"
         self.last_error_at = self._wall()
 
-    def remember(self, change: str | None, *, pattern: bool = False) -> None:
+    def remember(self, change: str | None, *, pattern: bool = False, tag: bool = False) -> None:
         """Note a change the primary acknowledged (a key, a pattern, or ``None``: all).
 
         A primary that fails may lose what it acknowledged last: a replica promoted
@@ -297,7 +313,7 @@ class Failover:
         older value.
         """
         recent = self._recent
-        entry = (change, pattern)
+        entry = (change, "tag" if tag else "pattern" if pattern else "key")
         recent[entry] = self._clock()
         recent.move_to_end(entry)
         if len(recent) > self._recent_max:
@@ -311,12 +327,14 @@ class Failover:
             # More distinct keys changed within the window than are remembered: the
             # ones forgotten could be anywhere, so the failback invalidates everything.
             journal.add_everything()
-        for (change, pattern), at in self._recent.items():
+        for (change, kind), at in self._recent.items():
             if at < horizon:
                 continue
             if change is None:
                 journal.add_everything()
-            elif pattern:
+            elif kind == "tag":
+                journal.add_tags((change,))
+            elif kind == "pattern":
                 journal.add_pattern(change)
             else:
                 journal.add_keys((change,))

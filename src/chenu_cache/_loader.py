@@ -32,8 +32,9 @@ from ._freshness import (
     xfetch_due,
 )
 from ._routes import Route
+from ._tags import stamp
 from ._value_types import ValueType
-from ._values import ABSENT, Decoder
+from ._values import ABSENT, TAGGED, Decoder
 from .exceptions import BackendError, CommandRefusedError, DeserializationError
 from .serializers import Codec
 from .stats import Counters
@@ -82,7 +83,7 @@ def freshness_of(
 class Load:
     """What one ``get_or_set`` call asks of a load: its factory and options."""
 
-    __slots__ = ("cache_if", "factory", "fresh", "kind", "ttl")
+    __slots__ = ("cache_if", "factory", "fresh", "kind", "tags", "ttl")
 
     def __init__(
         self,
@@ -91,12 +92,14 @@ class Load:
         fresh: Freshness | None = None,
         kind: ValueType | None = None,
         cache_if: Callable[[Any], object] | None = None,
+        tags: tuple[str, ...] = (),
     ) -> None:
         self.factory = factory
         self.ttl = ttl
         self.fresh = fresh
         self.kind = kind
         self.cache_if = cache_if
+        self.tags = tags
 
 
 class _Uncached:
@@ -121,6 +124,7 @@ class Loader:
         counters: Counters,
         decoder: Decoder,
         read: Callable[[str], Awaitable[bytes | None]],
+        tags_hold: Callable[[bytes], Awaitable[bool]],
         route: Callable[[], Route],
         clock: Callable[[], float],
         rng: Callable[[], float],
@@ -130,6 +134,7 @@ class Loader:
         self.counters = counters
         self.decoder = decoder
         self._read = read
+        self._tags_hold = tags_hold
         self._route = route
         self._clock = clock
         self._random = rng
@@ -174,7 +179,7 @@ class Loader:
         seen: bytes | None = None
         if key not in flights:
             seen = await self.lookup(key)
-            if seen is not None and not is_marker(seen):
+            if seen is not None and not is_marker(seen) and await self._tags_hold(seen):
                 payload, timing = unwrap(seen)
                 try:
                     value = self.decoder.decode(payload, load.kind)
@@ -262,12 +267,12 @@ class Loader:
             delay = min(delay * 2, _LOCK_POLL_MAX)
             data = await self._read(key)
             # A value of the right type, not expired and not a claim: the holder's.
-            if (
-                data is not None
-                and data != seen
-                and self.decoder.value(key, data, None, load.kind) is not ABSENT
-            ):
-                return unwrap(data)[0]
+            if data is not None and data != seen:
+                found = self.decoder.value(key, data, None, load.kind)
+                if found is TAGGED and await self._tags_hold(data):
+                    found = self.decoder.value(key, data, None, load.kind, False, True)
+                if found is not ABSENT and found is not TAGGED:
+                    return unwrap(data)[0]  # a tag block is decoded past by the callers
             if loop.time() >= give_up:
                 return await self._load(key, load, seen)
         try:
@@ -296,9 +301,12 @@ class Loader:
 
     async def _load(self, key: str, load: Load, seen: bytes | None) -> _Outcome:
         """Claim, run the factory, store its encoded value through the fence."""
+        versions: list[bytes | None] = []
+        if load.tags:  # the versions before the load: a tag invalidated meanwhile wins
+            versions = await self._route().tag_versions(load.tags, True)
         basis, claimed = await self._claim(key, seen)
         try:
-            outcome = await self._run(key, load, basis)
+            outcome = await self._run(key, load, basis, versions)
         except Exception:
             if claimed and basis is not None:  # readers need not wait for it to lapse
                 await self._give_up(key, basis[0])
@@ -307,7 +315,9 @@ class Loader:
             await self._give_up(key, basis[0])
         return outcome
 
-    async def _run(self, key: str, load: Load, basis: Basis | None) -> _Outcome:
+    async def _run(
+        self, key: str, load: Load, basis: Basis | None, versions: list[bytes | None]
+    ) -> _Outcome:
         counters = self.counters
         counters.loader_calls += 1
         started = self._clock()
@@ -339,11 +349,11 @@ class Loader:
                 )
                 counters.not_cached += 1
                 return _Uncached(value)
-        stored, physical = data, load.ttl
+        stored, physical = stamp(data, load.tags, versions), load.ttl
         fresh = load.fresh
         if fresh is not None and fresh.timed:
             now = self._clock()
-            stored = wrap(data, EntryTiming(now, load.ttl, max(0.0, now - started)))
+            stored = wrap(stored, EntryTiming(now, load.ttl, max(0.0, now - started)))
             if load.ttl is not None and fresh.stale_if_error is not None:
                 physical = load.ttl + fresh.stale_if_error  # outlive expiry for stale serves
         route = self._route()

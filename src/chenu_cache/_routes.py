@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from .backends.base import Backend, SupportsFence, SupportsLock, SupportsNowait
+from .backends.base import Backend, SupportsFence, SupportsLock, SupportsNowait, SupportsTags
 from .exceptions import BackendError
 
 if TYPE_CHECKING:
@@ -86,6 +86,7 @@ class Route:
         *,
         keys: Iterable[str] = (),
         pattern: str | None = None,
+        tags: Sequence[str] = (),
         everything: bool = False,
     ) -> T:
         return await call(self.fallback)
@@ -93,12 +94,29 @@ class Route:
     async def query(self, call: Callable[[Backend], Awaitable[T]]) -> T:
         return await call(self.fallback)
 
+    async def tag_versions(self, tags: Sequence[str], create: bool) -> list[bytes | None]:
+        return await versions_on(self.fallback, tags, create)
+
     async def failed(self, exc: BackendError) -> None:
         """A call this route made on its backend failed (the lock's, say)."""
         await self.failover.failed(exc)
 
 
 Direct = Route
+
+
+async def versions_on(backend: Backend, tags: Sequence[str], create: bool) -> list[bytes | None]:
+    """`SupportsTags.tag_versions`; a backend without tags has no versions (all stale)."""
+    if isinstance(backend, SupportsTags):
+        return await backend.tag_versions(tags, create=create)
+    return [None] * len(tags)
+
+
+async def bump_on(backend: Backend, tags: Sequence[str]) -> int:
+    """`SupportsTags.bump_tags`; returns how many tags were invalidated."""
+    if isinstance(backend, SupportsTags):
+        await backend.bump_tags(tags)
+    return len(tags)
 
 
 async def claim_on(backend: Backend, key: str, marker: bytes, ttl: float) -> bytes | None:
@@ -190,6 +208,7 @@ class Primary(Route):
         *,
         keys: Iterable[str] = (),
         pattern: str | None = None,
+        tags: Sequence[str] = (),
         everything: bool = False,
     ) -> T:
         failover = self.failover
@@ -198,7 +217,7 @@ class Primary(Route):
         except BackendError as exc:
             await failover.failed(exc)
             return await failover.route.change(
-                call, keys=keys, pattern=pattern, everything=everything
+                call, keys=keys, pattern=pattern, tags=tags, everything=everything
             )
         if everything:
             failover.remember(None)
@@ -207,7 +226,16 @@ class Primary(Route):
         else:
             for key in keys:
                 failover.remember(key)
+            for tag in tags:
+                failover.remember(tag, tag=True)
         return result
+
+    async def tag_versions(self, tags: Sequence[str], create: bool) -> list[bytes | None]:
+        try:
+            return await versions_on(self.primary, tags, create)
+        except BackendError as exc:
+            await self.failover.failed(exc)
+        return await self.failover.route.tag_versions(tags, create)
 
     async def query(self, call: Callable[[Backend], Awaitable[T]]) -> T:
         try:
@@ -278,6 +306,7 @@ class Journaling(Route):
         *,
         keys: Iterable[str] = (),
         pattern: str | None = None,
+        tags: Sequence[str] = (),
         everything: bool = False,
     ) -> T:
         self._watch()
@@ -290,7 +319,12 @@ class Journaling(Route):
             journal.add_pattern(pattern)
         else:
             journal.add_keys(keys)
+            journal.add_tags(tags)
         return await call(self.fallback)
+
+    async def tag_versions(self, tags: Sequence[str], create: bool) -> list[bytes | None]:
+        self._watch()
+        return await versions_on(self.fallback, tags, create)
 
     async def query(self, call: Callable[[Backend], Awaitable[T]]) -> T:
         self._watch()
@@ -335,9 +369,16 @@ class Gated(Route):
         *,
         keys: Iterable[str] = (),
         pattern: str | None = None,
+        tags: Sequence[str] = (),
         everything: bool = False,
     ) -> T:
         await self.gate.wait()
         return await self.failover.route.change(
-            call, keys=keys, pattern=pattern, everything=everything
+            call, keys=keys, pattern=pattern, tags=tags, everything=everything
         )
+
+    async def tag_versions(self, tags: Sequence[str], create: bool) -> list[bytes | None]:
+        if create:  # a version made now could be lost with the fallback at the switch
+            await self.gate.wait()
+            return await self.failover.route.tag_versions(tags, create)
+        return await versions_on(self.fallback, tags, create)

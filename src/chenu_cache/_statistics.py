@@ -86,6 +86,8 @@ def assemble(
         decode_errors=counters.decode_errors,
         type_errors=counters.type_errors,
         command_errors=counters.command_errors,
+        stale_by_tag=counters.stale_by_tag,
+        tag_invalidations=counters.tag_invalidations,
         namespaces={
             name: NamespaceStatistics(hits=h, misses=m)
             for name, (h, m) in counters.namespaces.items()

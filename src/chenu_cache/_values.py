@@ -6,18 +6,19 @@ server, not fitting the type) counted as a miss.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
 from ._fences import MARKER_MAGIC
 from ._freshness import ENVELOPE_MAGIC, ENVELOPE_SIZE, peek
+from ._tags import TAG_MAGIC, current, split, stamps_of
 from ._value_types import ValueType
 from .exceptions import CommandRefusedError, DeserializationError
 from .serializers import Codec, JsonSerializer
 from .stats import Counters
 
-__all__ = ["ABSENT", "Decoder"]
+__all__ = ["ABSENT", "TAGGED", "Decoder"]
 
 logger = logging.getLogger("chenu_cache")
 
@@ -25,12 +26,24 @@ ABSENT: Any = object()
 """What `Decoder.value` gives for bytes that hold no value now: expired, a load's claim,
 unreadable, or not of the requested type."""
 
+TAGGED: Any = object()
+"""What `Decoder.value` gives for a tagged entry whose tag versions were not checked:
+the caller checks them (an await) and decodes again with ``checked``."""
+
 
 class Decoder:
     """Decodes entries for one cache, and counts and logs (once) those it cannot read."""
 
-    def __init__(self, codec: Codec, counters: Counters, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        codec: Codec,
+        counters: Counters,
+        clock: Callable[[], float],
+        versions: Callable[[Sequence[str]], Awaitable[list[bytes | None]]],
+    ) -> None:
         self.codec = codec
+        self.versions = versions
+        """The current versions of tags, through the cache's route (SPEC §14)."""
         self.counters = counters
         self.clock = clock
         # The plain header and the serializer's loads: the common entry (uncompressed,
@@ -50,6 +63,7 @@ class Decoder:
         refresh_after: float | timedelta | None = None,
         kind: ValueType | None = None,
         reread: bool = False,
+        checked: bool = False,
     ) -> Any:
         """The value stored in ``data`` (of type ``kind`` when given), or `ABSENT`.
 
@@ -76,9 +90,14 @@ class Decoder:
                         refresh_after = refresh_after.total_seconds()
                     if age >= refresh_after:  # type: ignore[operator]
                         return ABSENT
+                if data[ENVELOPE_SIZE : ENVELOPE_SIZE + 1] == b"\xc4" and not checked:
+                    return TAGGED
                 return self.decode(data[ENVELOPE_SIZE:], kind)
-            if data[0] == MARKER_MAGIC:
+            first = data[0]
+            if first == MARKER_MAGIC:
                 return ABSENT
+            if first == TAG_MAGIC and not checked:
+                return TAGGED
             return self.decode(data, kind)
         except DeserializationError as exc:
             self.undecodable(key, exc, data)
@@ -90,8 +109,29 @@ class Decoder:
             self.peeked = data
         return ABSENT
 
+    async def tags_hold(self, data: bytes) -> bool:
+        """Whether a stored entry's tags are at the versions it was loaded with (an
+        untagged entry: yes); an entry that is stale by a tag is counted."""
+        stamps = stamps_of(data)
+        if stamps is None:
+            return True
+        if current(stamps, await self.versions([tag for tag, _ in stamps])):
+            return True
+        self.counters.stale_by_tag += 1
+        return False
+
+    async def checked(self, key: str, data: bytes, kind: ValueType | None) -> Any:
+        """The value of a tagged entry (`TAGGED` from `value`) if its tags hold, else
+        `ABSENT`."""
+        if not await self.tags_hold(data):
+            return ABSENT
+        return self.value(key, data, None, kind, False, True)
+
     def decode(self, data: bytes, kind: ValueType | None) -> Any:
-        """The codec's bytes as a value of ``kind``; raises what decoding raises."""
+        """The codec's bytes (behind a tag block already checked, if any) as a value of
+        ``kind``; raises what decoding raises."""
+        if data[:1] == b"\xc4":
+            data = split(data)
         if kind is not None and self.json and data[:3] == self.plain:
             return kind.parse(data[3:])
         value = self.codec.decode(data)

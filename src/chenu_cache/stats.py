@@ -72,7 +72,9 @@ class Counters:
         "loader_errors",
         "namespaces",
         "not_cached",
+        "stale_by_tag",
         "stale_served",
+        "tag_invalidations",
         "type_errors",
     )
 
@@ -84,6 +86,8 @@ class Counters:
         self.command_errors = 0
         self.fenced = 0
         self.not_cached = 0
+        self.stale_by_tag = 0
+        self.tag_invalidations = 0
         self.stale_served = 0
         self.namespaces: dict[str, list[int]] = {}
 
@@ -444,8 +448,8 @@ class CacheStatistics(_Serialized):
     returned a cached value, whichever tier held it."""
     misses: int = 0
     """Lookups that found nothing usable: absent, expired, undecodable (decode errors),
-    not of the requested type (type errors), or refused by the server (command
-    errors)."""
+    not of the requested type (type errors), refused by the server (command errors), or
+    stale by one of their tags."""
     decode_errors: int = 0
     """Entries found that could not be decoded (foreign data, another serializer),
     counted as misses."""
@@ -454,6 +458,11 @@ class CacheStatistics(_Serialized):
     decorated function's return annotation), counted as misses."""
     command_errors: int = 0
     """Reads the server refused for the key (``WRONGTYPE``, say), counted as misses."""
+    stale_by_tag: int = 0
+    """Entries found whose tags were invalidated after they were loaded (SPEC §14),
+    counted as misses."""
+    tag_invalidations: int = 0
+    """Tags invalidated by ``invalidate_tags`` (each tag of a call counts once)."""
     namespaces: Mapping[str, NamespaceStatistics] = field(default_factory=dict)
     """``hits`` and ``misses`` split by namespace; keys without one under ``"(none)"``."""
     loader: LoaderStatistics = field(default_factory=lambda: LoaderStatistics(0, 0, 0))

@@ -83,7 +83,7 @@ async def find_user(user_id: int) -> User | None:
     return None
 
 
-@cache(type=tuple[int, str])
+@cache(type=tuple[int, str], tags=["pairs"])
 async def pair() -> tuple[int, str]:
     return (1, "a")
 
@@ -98,4 +98,7 @@ async def typed_values(c: FallbackCache) -> None:
     assert_type(await c.get_or_set("u", lambda: 1, cache_if=bool, lock=True), Any)
     assert_type(await find_user(1), User | None)
     assert_type(await pair(), tuple[int, str])
+    await c.set("u", 1, tags=["user:1"])
+    assert_type(await c.get_or_set("u", lambda: 1, tags=["user:1"], type=int), int)
+    assert_type(await c.invalidate_tags("user:1", "org:2"), None)
     await c.get_or_set("u", lambda: 1, nope=True)  # type: ignore[call-overload]  # pyright: ignore[reportCallIssue]

@@ -52,6 +52,7 @@ FORBIDDEN = {
         "_loader",
         "_fences",
         "_value_types",
+        "_tags",
         "stats",
     },
     "_keys": {"backends", "_facade", "_default", "_decorator", "_failover"},
@@ -68,6 +69,7 @@ FORBIDDEN = {
     # decoder and the loader.
     "_value_types": {"backends", "_facade", "_default", "_decorator", "_loader", "_values"},
     "_fences": {"backends", "_facade", "_default", "_decorator", "_loader", "_routes"},
+    "_tags": {"backends", "_facade", "_default", "_decorator", "_loader", "_routes", "_values"},
     "_facade": {"_default"},
 }
 

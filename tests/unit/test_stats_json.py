@@ -36,6 +36,8 @@ def _statistics() -> CacheStatistics:
         decode_errors=1,
         type_errors=4,
         command_errors=2,
+        stale_by_tag=6,
+        tag_invalidations=9,
         namespaces={"user": NamespaceStatistics(40, 5), "(none)": NamespaceStatistics(12, 3)},
         loader=LoaderStatistics(8, 1, 49, 2, 1, 1, 3, 5),
         failover=FailoverStatistics("open", 2, 1, 12.56789, 6, "BackendTimeoutError: x", 1.7e9),
@@ -51,7 +53,8 @@ EXPECTED_STATISTICS = (
     '"hits": 52, "misses": 8, "hitRate": 0.8667, "evictions": 1, "failovers": 2, '
     '"failbacks": 1, "timeOnFallback": 12.568, "breakerState": "open", "backendErrors": 6, '
     '"lastBackendError": "BackendTimeoutError: x", "lastBackendErrorAt": 1700000000.0, '
-    '"decodeErrors": 1, "typeErrors": 4, "commandErrors": 2, "namespaces": {"(none)": {"hits": 12, '
+    '"decodeErrors": 1, "typeErrors": 4, "commandErrors": 2, "staleByTag": 6, '
+    '"tagInvalidations": 9, "namespaces": {"(none)": {"hits": 12, '
     '"misses": 3, "hitRate": 0.8}, "user": {"hits": 40, "misses": 5, "hitRate": 0.8889}}, '
     '"loader": {"calls": 8, "errors": 1, "coalesced": 49, "refreshes": 2, '
     '"refreshFailures": 1, "staleServed": 1, "fenced": 3, "notCached": 5}}'
@@ -81,6 +84,8 @@ def test_the_top_level_key_order_is_pinned() -> None:
         "decodeErrors",
         "typeErrors",
         "commandErrors",
+        "staleByTag",
+        "tagInvalidations",
         "namespaces",
         "loader",
     ]

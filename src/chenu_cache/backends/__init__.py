@@ -8,6 +8,7 @@ from .base import (
     SupportsLock,
     SupportsNowait,
     SupportsStatsNowait,
+    SupportsTags,
 )
 from .memory import MemoryBackend
 from .redis import RedisBackend
@@ -22,4 +23,5 @@ __all__ = [
     "SupportsLock",
     "SupportsNowait",
     "SupportsStatsNowait",
+    "SupportsTags",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -157,6 +158,31 @@ class SupportsFence(Protocol):
         """If ``key`` holds ``expected`` (all of it when ``whole``, else as its first
         bytes), store ``value`` with ``ttl`` (delete ``key`` when ``value`` is
         ``None``) and return ``True``; else change nothing and return ``False``."""
+        ...
+
+
+def new_tag_version() -> bytes:
+    """A fresh tag version: random, so that no two processes ever make the same one."""
+    return secrets.token_hex(8).encode()
+
+
+@runtime_checkable
+class SupportsTags(Protocol):
+    """An optional ability: tag versions shared by every process using the store (SPEC §14).
+
+    A version is opaque bytes. ``tag_versions`` reads them (``None`` for a tag that has
+    none), first giving each missing one a fresh version when ``create`` is true;
+    ``bump_tags`` gives each tag a new one. A version may be lost (evicted, expired):
+    the entries stamped with it then read as stale, never as fresh. Version keys live
+    apart from entries: scans never list them.
+    """
+
+    async def tag_versions(self, tags: Sequence[str], *, create: bool) -> list[bytes | None]:
+        """The current version of each tag, in order."""
+        ...
+
+    async def bump_tags(self, tags: Sequence[str]) -> None:
+        """Give each tag a new version."""
         ...
 
 

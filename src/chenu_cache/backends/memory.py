@@ -16,6 +16,8 @@ from .base import (
     SupportsFence,
     SupportsNowait,
     SupportsStatsNowait,
+    SupportsTags,
+    new_tag_version,
 )
 
 __all__ = ["MemoryBackend"]
@@ -36,7 +38,7 @@ _SWEEP_PER_WRITE = 32
 _TICK = 1.0  # seconds per expiry bucket
 
 
-class MemoryBackend(Backend, SupportsFence, SupportsNowait, SupportsStatsNowait):
+class MemoryBackend(Backend, SupportsFence, SupportsNowait, SupportsStatsNowait, SupportsTags):
     """LRU cache of bytes with per-entry TTL, bounded by entries and optionally by bytes.
 
     Expiry is lazy (an expired entry is dropped when read) plus an amortised sweep: a
@@ -74,6 +76,10 @@ class MemoryBackend(Backend, SupportsFence, SupportsNowait, SupportsStatsNowait)
         self._misses = 0
         self._evictions = 0
         self._expirations = 0
+        # Tag versions, apart from entries (never scanned or counted as entries); at
+        # most max_entries of them, the oldest dropped first, which makes its entries
+        # stale, never fresh.
+        self._tags: dict[str, bytes] = {}
 
     # -- reads -----------------------------------------------------------------------
 
@@ -98,6 +104,27 @@ class MemoryBackend(Backend, SupportsFence, SupportsNowait, SupportsStatsNowait)
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return [self.get_nowait(key) for key in keys]
+
+    # -- tags (SupportsTags) -----------------------------------------------------------
+
+    async def tag_versions(self, tags: Sequence[str], *, create: bool) -> list[bytes | None]:
+        versions = self._tags
+        if create:
+            for tag in tags:
+                if tag not in versions:
+                    self._new_version(tag)
+        return [versions.get(tag) for tag in tags]
+
+    async def bump_tags(self, tags: Sequence[str]) -> None:
+        for tag in tags:
+            self._tags.pop(tag, None)
+            self._new_version(tag)
+
+    def _new_version(self, tag: str) -> None:
+        versions = self._tags
+        if len(versions) >= self.max_entries:
+            versions.pop(next(iter(versions)))
+        versions[tag] = new_tag_version()
 
     # -- fences (SupportsFence): atomic, since nothing here awaits -------------------
 
@@ -196,6 +223,7 @@ class MemoryBackend(Backend, SupportsFence, SupportsNowait, SupportsStatsNowait)
         now = self._clock()
         live = sum(1 for _, exp in self._data.values() if exp is None or exp > now)
         self._data.clear()
+        self._tags.clear()
         self._buckets.clear()
         self._ticks.clear()
         self._bucketed = 0

@@ -21,10 +21,11 @@ from ..exceptions import (
     ConfigurationError,
 )
 from ._clients import client_from_url
+from ._redis_abilities import Abilities, px
 from ._redis_info import human_size, info_total
 from ._redis_loops import LoopState, LoopStates
 from ._sentinel import PrimaryWatch
-from .base import Backend, BackendStats, SupportsFence, SupportsLock, SupportsStatsNowait
+from .base import Backend, BackendStats, SupportsStatsNowait
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -43,6 +44,8 @@ enough that a caller stuck on a hung server notices little before the facade mov
 
 LOCK_MARK = "!lock:"
 """Physical keys of locks are ``prefix + LOCK_MARK + key``; scans leave them out."""
+TAG_MARK = "!tag:"
+"""Physical keys of tag versions are ``prefix + TAG_MARK + tag``; scans leave them out."""
 
 DEFAULT_CONNECT_TIMEOUT = 1.0
 DEFAULT_MAX_CONNECTIONS = 64
@@ -64,12 +67,7 @@ def _node_cursor(cursors: Any) -> int:
     return int(cursors)
 
 
-def _px(ttl: float) -> int:
-    # Round up: an entry must never expire before the TTL the caller asked for.
-    return max(1, math.ceil(ttl * 1000))
-
-
-class RedisBackend(Backend, SupportsFence, SupportsLock, SupportsStatsNowait):
+class RedisBackend(Abilities, Backend, SupportsStatsNowait):
     """Redis as a `Backend`, under a key prefix.
 
     Build it from a URL (``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``,
@@ -155,6 +153,7 @@ class RedisBackend(Backend, SupportsFence, SupportsLock, SupportsStatsNowait):
         self.max_connections = max_connections
         self._glob_prefix = escape_glob(prefix)
         self._lock_prefix = prefix + LOCK_MARK
+        self._tag_prefix = prefix + TAG_MARK
         self.recent_window = 2.0
         if PrimaryWatch.of(client, operation_timeout) is not None:
             self.recent_window = 10.0
@@ -264,7 +263,7 @@ class RedisBackend(Backend, SupportsFence, SupportsLock, SupportsStatsNowait):
             if ttl is None:
                 await state.client.set(self.prefix + key, value)
             else:
-                await state.client.set(self.prefix + key, value, px=_px(ttl))
+                await state.client.set(self.prefix + key, value, px=px(ttl))
 
     async def _set_batch(
         self, state: LoopState, items: Sequence[tuple[str, bytes, float | None]]
@@ -286,7 +285,7 @@ class RedisBackend(Backend, SupportsFence, SupportsLock, SupportsStatsNowait):
                 if ttl is None:
                     pipe.set(prefix + key, value)
                 else:
-                    pipe.set(prefix + key, value, px=_px(ttl))
+                    pipe.set(prefix + key, value, px=px(ttl))
             await pipe.execute()
 
     async def delete(self, key: str) -> bool:
@@ -372,45 +371,14 @@ class RedisBackend(Backend, SupportsFence, SupportsLock, SupportsStatsNowait):
 
     def _strip(self, raw: Sequence[bytes | str]) -> list[str]:
         cut = len(self.prefix)
-        locks = self._lock_prefix
+        hidden = (self._lock_prefix, self._tag_prefix)
         keys = []
         for item in raw:
             text = item.decode("utf-8", "replace") if isinstance(item, bytes) else item
-            # The bare prefix is not one of our keys, and locks are not entries.
-            if len(text) > cut and not text.startswith(locks):
+            # The bare prefix is not one of our keys; locks and tag versions are not entries.
+            if len(text) > cut and not text.startswith(hidden):
                 keys.append(text[cut:])
         return keys
-
-    # -- locks (SupportsLock) --------------------------------------------------------
-
-    async def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
-        state = self._loops.here()
-        async with state.command:
-            taken = await state.client.set(self._lock_prefix + key, token, nx=True, px=_px(ttl))
-        return bool(taken)
-
-    async def release_lock(self, key: str, token: str) -> bool:
-        state = self._loops.here()
-        async with state.command:
-            released = await state.release_lock(keys=[self._lock_prefix + key], args=[token])
-        return bool(released)
-
-    # -- fences (SupportsFence) ------------------------------------------------------
-
-    async def claim(self, key: str, marker: bytes, ttl: float) -> bytes | None:
-        state = self._loops.here()
-        async with state.command:
-            held = await state.claim(keys=[self.prefix + key], args=[marker, _px(ttl)])
-        return cast("bytes | None", held)
-
-    async def fill(
-        self, key: str, expected: bytes, value: bytes | None, ttl: float | None, *, whole: bool
-    ) -> bool:
-        mode, px = ("del", 0) if value is None else ("set", 0 if ttl is None else _px(ttl))
-        args = [expected, "1" if whole else "0", mode, value or b"", px]
-        state = self._loops.here()
-        async with state.command:
-            return bool(await state.fill(keys=[self.prefix + key], args=args))
 
     # -- housekeeping ----------------------------------------------------------------
 

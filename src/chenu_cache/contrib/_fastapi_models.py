@@ -152,6 +152,13 @@ class DeletedNamespace(Deleted):
     namespace: str = Field(description="the namespace cleared")
 
 
+class InvalidatedTag(BaseModel):
+    tag: str = Field(description="the tag invalidated")
+    invalidated: bool = Field(
+        description="always true: every entry carrying the tag is now a miss, in every process"
+    )
+
+
 class NamespaceInfo(BaseModel):
     name: str = Field(description="the namespace, the part of a key before its first ':'")
     ttl: float | None = Field(description="seconds; null: entries never expire")

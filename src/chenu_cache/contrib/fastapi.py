@@ -52,6 +52,7 @@ from ._fastapi_models import (
     DeletedNamespace,
     ErrorResponse,
     HealthResponse,
+    InvalidatedTag,
     KeysPage,
     KeyValue,
     NamespaceInfo,
@@ -375,6 +376,17 @@ def create_cache_router(
     ) -> DeletedNamespace:
         removed = await _guard(cache.invalidate_namespace(namespace))
         return DeletedNamespace(namespace=namespace, deleted=removed)
+
+    @router.delete(
+        "/tag/{tag:path}",
+        response_model=InvalidatedTag,
+        dependencies=admin,
+        responses=admin_errors,
+        summary="Invalidate every entry carrying a tag",
+    )
+    async def delete_tag(tag: Annotated[str, Path(min_length=1, max_length=256)]) -> InvalidatedTag:
+        await _guard(cache.invalidate_tags(tag))
+        return InvalidatedTag(tag=tag, invalidated=True)
 
     @router.post(
         "/clear",

@@ -1,0 +1,97 @@
+"""What RedisBackend can do besides the `Backend` protocol: locks, fences, tag versions.
+
+Each is an optional ability the facade checks for (`SupportsLock`, `SupportsFence`,
+`SupportsTags`); all of them run through the backend's per-loop state and its one
+command boundary, and touch keys under the backend's prefix only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
+
+from .base import SupportsFence, SupportsLock, SupportsTags, new_tag_version
+
+if TYPE_CHECKING:
+    from redis.asyncio import RedisCluster
+
+    from ._redis_loops import LoopStates
+
+__all__ = ["TAG_VERSION_TTL", "Abilities", "px"]
+
+TAG_VERSION_TTL = 30 * 24 * 3600.0
+"""Seconds a tag version lives after it was made; a lost one makes its entries stale."""
+
+
+def px(ttl: float) -> int:
+    # Round up: an entry must never expire before the TTL the caller asked for.
+    return max(1, math.ceil(ttl * 1000))
+
+
+class Abilities(SupportsFence, SupportsLock, SupportsTags):
+    """Mixed into `RedisBackend`, which provides the attributes declared here."""
+
+    prefix: str
+    _loops: LoopStates
+    _lock_prefix: str
+    _tag_prefix: str
+
+    # -- locks (SupportsLock) --------------------------------------------------------
+
+    async def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
+        state = self._loops.here()
+        async with state.command:
+            taken = await state.client.set(self._lock_prefix + key, token, nx=True, px=px(ttl))
+        return bool(taken)
+
+    async def release_lock(self, key: str, token: str) -> bool:
+        state = self._loops.here()
+        async with state.command:
+            released = await state.release_lock(keys=[self._lock_prefix + key], args=[token])
+        return bool(released)
+
+    # -- tags (SupportsTags) -----------------------------------------------------------
+
+    async def tag_versions(self, tags: Sequence[str], *, create: bool) -> list[bytes | None]:
+        physical = [self._tag_prefix + tag for tag in tags]
+        state = self._loops.here()
+        async with state.command:
+            if not create:
+                if state.cluster:  # tags spread over slots
+                    found = await cast("RedisCluster", state.client).mget_nonatomic(physical)
+                else:
+                    found = await state.client.mget(physical)
+                return cast("list[bytes | None]", found)
+            pipe = state.client.pipeline(transaction=False)
+            for key in physical:
+                pipe.set(key, new_tag_version(), nx=True, px=px(TAG_VERSION_TTL))
+            for key in physical:
+                pipe.get(key)
+            replies = await pipe.execute()
+        return cast("list[bytes | None]", replies[len(physical) :])
+
+    async def bump_tags(self, tags: Sequence[str]) -> None:
+        state = self._loops.here()
+        async with state.command:
+            pipe = state.client.pipeline(transaction=False)
+            for tag in tags:
+                pipe.set(self._tag_prefix + tag, new_tag_version(), px=px(TAG_VERSION_TTL))
+            await pipe.execute()
+
+    # -- fences (SupportsFence) ------------------------------------------------------
+
+    async def claim(self, key: str, marker: bytes, ttl: float) -> bytes | None:
+        state = self._loops.here()
+        async with state.command:
+            held = await state.claim(keys=[self.prefix + key], args=[marker, px(ttl)])
+        return cast("bytes | None", held)
+
+    async def fill(
+        self, key: str, expected: bytes, value: bytes | None, ttl: float | None, *, whole: bool
+    ) -> bool:
+        mode, millis = ("del", 0) if value is None else ("set", 0 if ttl is None else px(ttl))
+        args = [expected, "1" if whole else "0", mode, value or b"", millis]
+        state = self._loops.here()
+        async with state.command:
+            return bool(await state.fill(keys=[self.prefix + key], args=args))
