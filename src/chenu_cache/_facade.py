@@ -23,21 +23,22 @@ from ._decorator import CachedFunction, DecoratorOptions, LoadOptions, bind_deco
 from ._failover import Failover, Transition, recent_window_of
 from ._fences import DEFAULT_LEASE_TTL
 from ._glob import compile_glob, validate_pattern
-from ._keys import DEFAULT_MAX_KEY_LENGTH, NAMESPACE_SEPARATOR, Resolver, validate_scan
+from ._keys import DEFAULT_MAX_KEY_LENGTH, NAMESPACE_SEPARATOR, Resolver
 from ._keys import validate_namespace as _validate_namespace
 from ._loader import Load, Loader, freshness_of
 from ._namespaces import DEFAULT_MAX_TTL, DEFAULT_TTL, NamespaceRegistry, to_seconds
+from ._reads import Reads
 from ._routes import Route, bump_on
 from ._statistics import gather, health_report, snapshot
 from ._tags import stamp, validate_tags
-from ._types import MISSING, TTL
-from ._value_types import ValueType, value_type
+from ._types import TTL
+from ._value_types import value_type
 from ._values import ABSENT, TAGGED, Decoder
 from .backends import redis as _redis
 from .backends.base import Backend
 from .backends.memory import MemoryBackend
 from .backends.redis import RedisBackend
-from .exceptions import BackendError, CacheTypeError, CommandRefusedError, ConfigurationError
+from .exceptions import BackendError, CacheTypeError, ConfigurationError
 from .serializers import DEFAULT_MAX_VALUE_SIZE, Codec, Serializer
 from .stats import CacheStatistics, Counters, HealthReport
 
@@ -54,7 +55,7 @@ T = TypeVar("T")
 D = TypeVar("D")
 
 
-class FallbackCache:
+class FallbackCache(Reads):
     """Redis in front of your coroutines, with an in-process memory tier behind it.
 
     Build it from a URL (``FallbackCache(redis_url="redis://127.0.0.1:6379/0")``), from
@@ -261,153 +262,6 @@ class FallbackCache:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    # -- reading and decoding -----------------------------------------------------
-
-    async def _read(self, key: str) -> bytes | None:
-        """The stored bytes of ``key`` through the current route; a refused read misses."""
-        try:
-            return await self._route.read(key)
-        except CommandRefusedError as exc:
-            self._decoder.refused(key, exc)
-            return None
-
-    def _key(self, key: str, namespace: str | None) -> str:
-        return self._resolve(key, namespace)[0]
-
-    # -- reads -----------------------------------------------------------------------
-
-    @overload
-    async def get(self, key: str, namespace: str | None = None, *, type: type[T]) -> T | None: ...
-    @overload
-    async def get(
-        self, key: str, namespace: str | None = None, *, default: D, type: type[T]
-    ) -> T | D: ...
-    @overload
-    async def get(
-        self, key: str, namespace: str | None = None, default: Any = None, *, type: Any = None
-    ) -> Any: ...
-
-    async def get(
-        self, key: str, namespace: str | None = None, default: Any = None, *, type: Any = None
-    ) -> Any:
-        """The cached value, or ``default`` on a miss.
-
-        ``type=`` builds the stored JSON back into that type (a pydantic model, a
-        dataclass, ``datetime``, ``tuple[int, str]``, ...; SPEC §11); data that does not
-        fit it is a miss. A cached ``None`` is returned as ``None``; to tell it from a
-        miss, pass ``default=MISSING`` and compare with ``is MISSING``. Every call
-        returns a fresh copy: mutating it never changes the cache.
-        """
-        full, _, slot = self._resolve(key, namespace)
-        kind = None if type is None else value_type(type)
-        nowait = self._route.nowait
-        data = nowait(full) if nowait is not None else await self._read(full)
-        if data is not None:
-            value = self._decoder.value(full, data, None, kind)
-            if value is TAGGED:
-                value = await self._decoder.checked(full, data, kind)
-            if value is not ABSENT:
-                slot[0] += 1
-                return value
-        slot[1] += 1
-        return default
-
-    def get_nowait(
-        self,
-        key: str,
-        namespace: str | None = None,
-        default: Any = MISSING,
-        *,
-        refresh_after: float | timedelta | None = None,
-        type: Any = None,
-    ) -> Any:
-        """The cached value if the in-process memory tier serves it right now, else ``default``.
-
-        Never waits and never does I/O: while Redis serves, or on a miss, or for an
-        entry stored compressed, expired, or due for a refresh after ``refresh_after``
-        seconds (the `get_or_set` option), it returns ``default`` and the caller should
-        ``await get_or_set(...)``. The decorator's hit path uses it.
-        """
-        get_nowait = self._route.nowait
-        if get_nowait is None:
-            return default
-        entry = None
-        if key.__class__ is str:  # (``type`` is the parameter here)
-            if namespace is None:
-                entry = self._memo.get(key)
-            elif namespace.__class__ is str:
-                entry = self._memo.get((namespace, key))
-        full, _, slot = entry if entry is not None else self._resolve(key, namespace)
-        data = get_nowait(full)
-        if data is None:
-            return default
-        if type is not None and type.__class__ is not ValueType:
-            type = value_type(type)
-        value = self._decoder.value(full, data, refresh_after, type, True)
-        if value is ABSENT or value is TAGGED:  # tags are checked by an awaiting read
-            return default
-        slot[0] += 1
-        return value
-
-    @overload
-    async def get_many(
-        self, keys: Iterable[str], namespace: str | None = None, *, type: type[T]
-    ) -> dict[str, T]: ...
-    @overload
-    async def get_many(
-        self, keys: Iterable[str], namespace: str | None = None, *, type: Any = None
-    ) -> dict[str, Any]: ...
-
-    async def get_many(
-        self, keys: Iterable[str], namespace: str | None = None, *, type: Any = None
-    ) -> dict[str, Any]:
-        """The cached values of ``keys`` that are present, in one round trip.
-
-        Missing keys are absent from the result (a cached ``None`` is present); with
-        ``type=``, so are entries that do not fit it.
-        """
-        kind = None if type is None else value_type(type)
-        requested = list(keys)
-        resolved = [self._resolve(k, namespace) for k in requested]
-        full = [logical for logical, _, _ in resolved]
-        try:
-            found = await self._route.read_many(full)
-        except CommandRefusedError as exc:
-            self._decoder.refused(full[0] if len(full) == 1 else f"{len(full)} keys", exc)
-            found = [None] * len(full)
-        result: dict[str, Any] = {}
-        for key, (logical, _, slot), data in zip(requested, resolved, found, strict=True):
-            if data is not None:
-                value = self._decoder.value(logical, data, None, kind)
-                if value is TAGGED:
-                    value = await self._decoder.checked(logical, data, kind)
-                if value is not ABSENT:
-                    result[key] = value
-                    slot[0] += 1
-                    continue
-            slot[1] += 1
-        return result
-
-    async def ttl(self, key: str, namespace: str | None = None) -> float | None:
-        """Remaining seconds to live; ``math.inf`` without expiry; ``None`` when missing."""
-        full = self._key(key, namespace)
-        return await self._route.query(lambda b: b.ttl(full))
-
-    async def exists(self, key: str, namespace: str | None = None) -> bool:
-        """Whether an entry is cached under ``key`` (a cached ``None`` counts)."""
-        return await self.ttl(key, namespace) is not None
-
-    async def scan(
-        self, pattern: str = "*", cursor: int = 0, count: int = 100
-    ) -> tuple[int, list[str]]:
-        """One page of logical keys matching ``pattern``; continue until the cursor is 0.
-
-        The cursor belongs to the backend serving calls: if a failover or failback
-        happens between pages, start again from 0.
-        """
-        validate_scan(pattern, cursor, count, max_length=self.max_key_length)
-        return await self._route.query(lambda b: b.scan(pattern, cursor, count))
-
     # -- writes ----------------------------------------------------------------------
 
     async def set(
@@ -521,14 +375,19 @@ class FallbackCache:
         load = Load(factory, self.namespaces.resolve(ttl, ns), fresh, kind, cache_if, tagged)
         if fresh is not None:
             return await loader.get_or_set(full, slot, load)
-        data = None
+        data = known = None
         if full not in loader.flights.running:  # while a load runs, reading is pointless
             nowait = self._route.nowait
-            data = nowait(full) if nowait is not None else await loader.lookup(full)
+            if nowait is not None:
+                data = nowait(full)
+            elif tagged:  # the entry and its tags' versions: one round trip if possible
+                data, known = await loader.lookup_tagged(full, tagged)
+            else:
+                data = await loader.lookup(full)
             if data is not None:
                 value = self._decoder.value(full, data, None, kind)
                 if value is TAGGED:
-                    value = await self._decoder.checked(full, data, kind)
+                    value = await self._decoder.checked(full, data, kind, known)
                 if value is not ABSENT:
                     slot[0] += 1
                     return value

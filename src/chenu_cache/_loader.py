@@ -157,6 +157,21 @@ class Loader:
             data = await self._read(key)  # our miss may predate that load's write
         return data
 
+    async def lookup_tagged(
+        self, key: str, tags: tuple[str, ...]
+    ) -> tuple[bytes | None, dict[str, bytes | None]]:
+        """`lookup`, with the current versions of the tags the entry should carry."""
+        flights = self.flights
+        epoch = flights.completed
+        try:
+            data, versions = await self._route().read_tagged(key, tags)
+            if data is None and key not in flights and flights.completed != epoch:
+                data, versions = await self._route().read_tagged(key, tags)
+        except CommandRefusedError as exc:
+            self.decoder.refused(key, exc)
+            return None, {}
+        return data, dict(zip(tags, versions, strict=True))
+
     async def load(self, key: str, load: Load, seen: bytes | None) -> Any:
         """A plain miss: one load per key at a time; the value as the cache stores it.
 

@@ -97,6 +97,12 @@ class Route:
     async def tag_versions(self, tags: Sequence[str], create: bool) -> list[bytes | None]:
         return await versions_on(self.fallback, tags, create)
 
+    async def read_tagged(
+        self, key: str, tags: Sequence[str]
+    ) -> tuple[bytes | None, list[bytes | None]]:
+        """A read with the current versions of ``tags``: one round trip where possible."""
+        return await read_tagged_on(self.fallback, key, tags)
+
     async def failed(self, exc: BackendError) -> None:
         """A call this route made on its backend failed (the lock's, say)."""
         await self.failover.failed(exc)
@@ -110,6 +116,14 @@ async def versions_on(backend: Backend, tags: Sequence[str], create: bool) -> li
     if isinstance(backend, SupportsTags):
         return await backend.tag_versions(tags, create=create)
     return [None] * len(tags)
+
+
+async def read_tagged_on(
+    backend: Backend, key: str, tags: Sequence[str]
+) -> tuple[bytes | None, list[bytes | None]]:
+    if isinstance(backend, SupportsTags):
+        return await backend.get_with_versions(key, tags)
+    return await backend.get(key), [None] * len(tags)
 
 
 async def bump_on(backend: Backend, tags: Sequence[str]) -> int:
@@ -237,6 +251,15 @@ class Primary(Route):
             await self.failover.failed(exc)
         return await self.failover.route.tag_versions(tags, create)
 
+    async def read_tagged(
+        self, key: str, tags: Sequence[str]
+    ) -> tuple[bytes | None, list[bytes | None]]:
+        try:
+            return await read_tagged_on(self.primary, key, tags)
+        except BackendError as exc:
+            await self.failover.failed(exc)
+        return await self.failover.route.read_tagged(key, tags)
+
     async def query(self, call: Callable[[Backend], Awaitable[T]]) -> T:
         try:
             return await call(self.primary)
@@ -325,6 +348,12 @@ class Journaling(Route):
     async def tag_versions(self, tags: Sequence[str], create: bool) -> list[bytes | None]:
         self._watch()
         return await versions_on(self.fallback, tags, create)
+
+    async def read_tagged(
+        self, key: str, tags: Sequence[str]
+    ) -> tuple[bytes | None, list[bytes | None]]:
+        self._watch()
+        return await read_tagged_on(self.fallback, key, tags)
 
     async def query(self, call: Callable[[Backend], Awaitable[T]]) -> T:
         self._watch()

@@ -6,7 +6,7 @@ server, not fitting the type) counted as a miss.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -109,21 +109,33 @@ class Decoder:
             self.peeked = data
         return ABSENT
 
-    async def tags_hold(self, data: bytes) -> bool:
+    async def tags_hold(self, data: bytes, known: Mapping[str, bytes | None] | None = None) -> bool:
         """Whether a stored entry's tags are at the versions it was loaded with (an
-        untagged entry: yes); an entry that is stale by a tag is counted."""
+        untagged entry: yes); an entry that is stale by a tag is counted. ``known``:
+        versions read with the entry, used when they cover its tags."""
         stamps = stamps_of(data)
         if stamps is None:
             return True
-        if current(stamps, await self.versions([tag for tag, _ in stamps])):
+        tags = [tag for tag, _ in stamps]
+        if known is not None and all(tag in known for tag in tags):
+            versions = [known[tag] for tag in tags]
+        else:
+            versions = await self.versions(tags)
+        if current(stamps, versions):
             return True
         self.counters.stale_by_tag += 1
         return False
 
-    async def checked(self, key: str, data: bytes, kind: ValueType | None) -> Any:
+    async def checked(
+        self,
+        key: str,
+        data: bytes,
+        kind: ValueType | None,
+        known: Mapping[str, bytes | None] | None = None,
+    ) -> Any:
         """The value of a tagged entry (`TAGGED` from `value`) if its tags hold, else
         `ABSENT`."""
-        if not await self.tags_hold(data):
+        if not await self.tags_hold(data, known):
             return ABSENT
         return self.value(key, data, None, kind, False, True)
 

@@ -215,3 +215,31 @@ async def test_bad_tags_are_refused_and_change_nothing(bad: str) -> None:
         assert await cache.get("k", default=MISSING) is MISSING
         with pytest.raises(CacheTypeError):
             await cache.set("k", 1, tags="user:1")
+
+
+@pytest.mark.redis
+async def test_round_trips_of_a_tagged_hit(server: RedisServer, raw: redis_asyncio.Redis) -> None:
+    async with FallbackCache(redis_url=server.url, read_env=False) as cache:
+
+        @cache.cached(tags=["user:{uid}", "all"])
+        async def load(uid: int) -> dict[str, int]:
+            return {"uid": uid}
+
+        await load(1)
+        await load(1)  # scripts loaded, connections open
+        await raw.config_resetstat()
+        for _ in range(10):
+            assert await load(1) == {"uid": 1}
+        decorated = await raw.info("commandstats")
+        await raw.config_resetstat()
+        for _ in range(10):
+            assert await cache.get(load.key(1)) == {"uid": 1}
+        plain = await raw.info("commandstats")
+
+    def calls(stats: dict[str, Any], command: str) -> int:
+        return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+    # The decorator knows its tags: the entry and their versions in one script call.
+    assert (calls(decorated, "evalsha"), calls(decorated, "mget")) == (10, 0)
+    # A plain get learns the tags from the entry: GET, then MGET of their versions.
+    assert (calls(plain, "get"), calls(plain, "mget"), calls(plain, "evalsha")) == (10, 10, 0)

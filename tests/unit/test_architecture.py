@@ -70,6 +70,7 @@ FORBIDDEN = {
     "_value_types": {"backends", "_facade", "_default", "_decorator", "_loader", "_values"},
     "_fences": {"backends", "_facade", "_default", "_decorator", "_loader", "_routes"},
     "_tags": {"backends", "_facade", "_default", "_decorator", "_loader", "_routes", "_values"},
+    "_reads": {"backends", "_facade", "_default", "_decorator", "_loader", "_failover"},
     "_facade": {"_default"},
 }
 

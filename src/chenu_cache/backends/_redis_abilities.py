@@ -36,6 +36,8 @@ class Abilities(SupportsFence, SupportsLock, SupportsTags):
     _loops: LoopStates
     _lock_prefix: str
     _tag_prefix: str
+    _hits: int
+    _misses: int
 
     # -- locks (SupportsLock) --------------------------------------------------------
 
@@ -70,6 +72,25 @@ class Abilities(SupportsFence, SupportsLock, SupportsTags):
                 pipe.get(key)
             replies = await pipe.execute()
         return cast("list[bytes | None]", replies[len(physical) :])
+
+    async def get_with_versions(
+        self, key: str, tags: Sequence[str]
+    ) -> tuple[bytes | None, list[bytes | None]]:
+        state = self._loops.here()
+        if state.cluster:  # the tags' keys live in other slots: two round trips
+            async with state.command:
+                data = cast("bytes | None", await state.client.get(self.prefix + key))
+            versions = await self.tag_versions(tags, create=False)
+        else:
+            physical = [self.prefix + key, *(self._tag_prefix + tag for tag in tags)]
+            async with state.command:
+                found = await state.get_with_versions(keys=physical)
+            data, versions = found[0] or None, [v or None for v in found[1:]]
+        if data is None:
+            self._misses += 1
+        else:
+            self._hits += 1
+        return data, versions
 
     async def bump_tags(self, tags: Sequence[str]) -> None:
         state = self._loops.here()

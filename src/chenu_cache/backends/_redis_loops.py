@@ -108,6 +108,7 @@ class LoopState:
         self.release_lock = client.register_script(scripts.RELEASE_LOCK)
         self.claim = client.register_script(scripts.CLAIM)
         self.fill = client.register_script(scripts.FILL)
+        self.get_with_versions = client.register_script(scripts.GET_WITH_VERSIONS)
         self.get_batcher: Batcher[str, bytes | None] | None = None
         self.set_batcher: Batcher[Item, None] | None = None
         if batch is not None:

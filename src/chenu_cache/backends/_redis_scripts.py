@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CLAIM", "FILL", "RELEASE_LOCK"]
+__all__ = ["CLAIM", "FILL", "GET_WITH_VERSIONS", "RELEASE_LOCK"]
 
 # Compare-and-delete: a holder whose lock lapsed must not release its successor's.
 RELEASE_LOCK = """
@@ -45,4 +45,14 @@ else
     redis.call("set", KEYS[1], ARGV[4], "px", ARGV[5])
 end
 return 1
+"""
+
+# A tagged read in one round trip (single Redis; on Cluster the keys span slots): the
+# entry, then the current version of each tag the reader expects it to carry.
+GET_WITH_VERSIONS = """
+local found = {redis.call("get", KEYS[1])}
+for i = 2, #KEYS do
+    found[i] = redis.call("get", KEYS[i])
+end
+return found
 """

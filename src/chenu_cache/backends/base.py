@@ -185,6 +185,13 @@ class SupportsTags(Protocol):
         """Give each tag a new version."""
         ...
 
+    async def get_with_versions(
+        self, key: str, tags: Sequence[str]
+    ) -> tuple[bytes | None, list[bytes | None]]:
+        """``get(key)`` and ``tag_versions(tags, create=False)`` together: in one round
+        trip where the store allows it."""
+        ...
+
 
 @runtime_checkable
 class SupportsNowait(Protocol):

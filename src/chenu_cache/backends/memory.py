@@ -120,6 +120,12 @@ class MemoryBackend(Backend, SupportsFence, SupportsNowait, SupportsStatsNowait,
             self._tags.pop(tag, None)
             self._new_version(tag)
 
+    async def get_with_versions(
+        self, key: str, tags: Sequence[str]
+    ) -> tuple[bytes | None, list[bytes | None]]:
+        versions = self._tags
+        return self.get_nowait(key), [versions.get(tag) for tag in tags]
+
     def _new_version(self, tag: str) -> None:
         versions = self._tags
         if len(versions) >= self.max_entries:
