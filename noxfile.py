@@ -187,4 +187,5 @@ def bench(session: nox.Session) -> None:
     )
     session.run("python", "-m", "benchmarks.run", *session.posargs)
     session.run("python", "-m", "benchmarks.typed_and_fences")
+    session.run("python", "-m", "benchmarks.tags")
     session.run("python", "-m", "benchmarks.failover_latency", "--runs", "2")

@@ -369,6 +369,11 @@ class CachedFunction(Generic[P, R]):
         return value
 
     def _bound(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """The call's arguments by name (defaults included), for the tag templates."""
+        if not kwargs and self._positional_only_call and len(args) <= self._arity:
+            tail = self._defaults[len(args) :]
+            if all(d is not inspect.Parameter.empty for d in tail):  # else bind() says why
+                return dict(zip(self._signature.parameters, (*args, *tail), strict=True))
         bound = self._signature.bind(*args, **kwargs)
         bound.apply_defaults()
         return bound.arguments

@@ -79,7 +79,10 @@ class Reads:
         if data is not None:
             value = self._decoder.value(full, data, None, kind)
             if value is TAGGED:
-                value = await self._decoder.checked(full, data, kind)
+                versions = self._route.versions_nowait if nowait is not None else None
+                value = self._decoder.checked_now(full, data, kind, versions, last=True)
+                if value is TAGGED:
+                    value = await self._decoder.checked(full, data, kind)
             if value is not ABSENT:
                 slot[0] += 1
                 return value
@@ -118,7 +121,9 @@ class Reads:
         if type is not None and type.__class__ is not ValueType:
             type = value_type(type)
         value = self._decoder.value(full, data, refresh_after, type, True)
-        if value is ABSENT or value is TAGGED:  # tags are checked by an awaiting read
+        if value is TAGGED:
+            value = self._decoder.checked_now(full, data, type, self._route.versions_nowait)
+        if value is ABSENT or value is TAGGED:  # TAGGED: its tags need an awaiting read
             return default
         slot[0] += 1
         return value

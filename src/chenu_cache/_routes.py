@@ -23,7 +23,7 @@ invalidations, ``clear``) ``change``; queries that change nothing and need no jo
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeGuard, TypeVar
 
 from .backends.base import Backend, SupportsFence, SupportsLock, SupportsNowait, SupportsTags
 from .exceptions import BackendError
@@ -59,6 +59,10 @@ class Route:
         self.write_nowait: Callable[[str, bytes, float | None], None] | None = (
             nowait.set_nowait if nowait is not None else None
         )
+        self.versions_nowait: Callable[[Sequence[str]], list[bytes | None]] | None = getattr(
+            nowait, "tag_versions_nowait", None
+        )
+        """Tag versions without an await, when the store has them (the memory tier)."""
 
     async def read(self, key: str) -> bytes | None:
         return await self.fallback.get(key)
@@ -111,9 +115,30 @@ class Route:
 Direct = Route
 
 
+_abilities: dict[tuple[type, type], bool] = {}
+
+
+def _can(backend: Backend, ability: type) -> bool:
+    """``isinstance(backend, ability)``, remembered per backend class: a check against a
+    runtime-checkable Protocol inspects every member (microseconds), once per call."""
+    key = (type(backend), ability)
+    known = _abilities.get(key)
+    if known is None:
+        known = _abilities[key] = isinstance(backend, ability)
+    return known
+
+
+def _tags_of(backend: Backend) -> TypeGuard[SupportsTags]:
+    return _can(backend, SupportsTags)
+
+
+def _fence_of(backend: Backend) -> TypeGuard[SupportsFence]:
+    return _can(backend, SupportsFence)
+
+
 async def versions_on(backend: Backend, tags: Sequence[str], create: bool) -> list[bytes | None]:
     """`SupportsTags.tag_versions`; a backend without tags has no versions (all stale)."""
-    if isinstance(backend, SupportsTags):
+    if _tags_of(backend):
         return await backend.tag_versions(tags, create=create)
     return [None] * len(tags)
 
@@ -121,21 +146,21 @@ async def versions_on(backend: Backend, tags: Sequence[str], create: bool) -> li
 async def read_tagged_on(
     backend: Backend, key: str, tags: Sequence[str]
 ) -> tuple[bytes | None, list[bytes | None]]:
-    if isinstance(backend, SupportsTags):
+    if _tags_of(backend):
         return await backend.get_with_versions(key, tags)
     return await backend.get(key), [None] * len(tags)
 
 
 async def bump_on(backend: Backend, tags: Sequence[str]) -> int:
     """`SupportsTags.bump_tags`; returns how many tags were invalidated."""
-    if isinstance(backend, SupportsTags):
+    if _tags_of(backend):
         await backend.bump_tags(tags)
     return len(tags)
 
 
 async def claim_on(backend: Backend, key: str, marker: bytes, ttl: float) -> bytes | None:
     """`SupportsFence.claim`; a backend without fences claims nothing (loads unfenced)."""
-    if isinstance(backend, SupportsFence):
+    if _fence_of(backend):
         return await backend.claim(key, marker, ttl)
     return None
 
@@ -144,7 +169,7 @@ async def fill_on(
     backend: Backend, key: str, expected: bytes, data: bytes | None, ttl: float | None, whole: bool
 ) -> bool:
     """`SupportsFence.fill`; a backend without fences gets a plain write."""
-    if isinstance(backend, SupportsFence):
+    if _fence_of(backend):
         return await backend.fill(key, expected, data, ttl, whole=whole)
     if data is not None:
         await backend.set(key, data, ttl)

@@ -123,7 +123,8 @@ class Decoder:
             versions = await self.versions(tags)
         if current(stamps, versions):
             return True
-        self.counters.stale_by_tag += 1
+        if not self._recounted(data):
+            self.counters.stale_by_tag += 1
         return False
 
     async def checked(
@@ -138,6 +139,29 @@ class Decoder:
         if not await self.tags_hold(data, known):
             return ABSENT
         return self.value(key, data, None, kind, False, True)
+
+    def checked_now(
+        self,
+        key: str,
+        data: bytes,
+        kind: ValueType | None,
+        versions: Callable[[Sequence[str]], list[bytes | None]] | None,
+        *,
+        last: bool = False,
+    ) -> Any:
+        """`checked`, when the tags' versions can be had without an await (the memory
+        tier); `TAGGED` when they cannot. Unless it is the ``last`` look of its lookup,
+        a read of the same lookup follows it, and a stale entry is counted once, as
+        with `reread`."""
+        if versions is None:
+            return TAGGED
+        stamps = stamps_of(data)
+        if stamps is not None and current(stamps, versions([tag for tag, _ in stamps])):
+            return self.value(key, data, None, kind, False, True)
+        self.counters.stale_by_tag += 1
+        if not last:
+            self.peeked = data
+        return ABSENT
 
     def decode(self, data: bytes, kind: ValueType | None) -> Any:
         """The codec's bytes (behind a tag block already checked, if any) as a value of

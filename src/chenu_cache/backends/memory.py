@@ -107,6 +107,11 @@ class MemoryBackend(Backend, SupportsFence, SupportsNowait, SupportsStatsNowait,
 
     # -- tags (SupportsTags) -----------------------------------------------------------
 
+    def tag_versions_nowait(self, tags: Sequence[str]) -> list[bytes | None]:
+        """``tag_versions(tags, create=False)`` without the coroutine."""
+        versions = self._tags
+        return [versions.get(tag) for tag in tags]
+
     async def tag_versions(self, tags: Sequence[str], *, create: bool) -> list[bytes | None]:
         versions = self._tags
         if create:

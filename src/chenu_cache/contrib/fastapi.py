@@ -40,6 +40,7 @@ from chenu_cache import (
     CommandRefusedError,
     ConfigurationError,
     FallbackCache,
+    InvalidKeyError,
     InvalidTTLError,
     SerializationError,
     ValidationError,
@@ -131,6 +132,13 @@ def _token_check(token: str) -> Callable[..., Awaitable[None]]:
             )
 
     return require_token
+
+
+async def _whole_path(request: Request) -> None:
+    """Refuse a path ending in a newline: Starlette's ``{x:path}`` ('.*$') matches just
+    before it and hands the route the key or tag *without* it, another one."""
+    if str(request.scope.get("path", "")).endswith("\n"):
+        raise _http_error(InvalidKeyError("a key or tag cannot end with a newline"))
 
 
 async def _limit_body(request: Request) -> None:
@@ -304,7 +312,7 @@ def create_cache_router(
     @router.get(
         "/key/{key:path}",
         response_model=KeyValue,
-        dependencies=admin,
+        dependencies=[*admin, Depends(_whole_path)],
         responses={**admin_errors, 404: {"model": ErrorResponse, "description": "no such key"}},
         summary="A key's value and remaining TTL",
     )
@@ -352,7 +360,7 @@ def create_cache_router(
     @router.delete(
         "/key/{key:path}",
         response_model=DeletedKey,
-        dependencies=admin,
+        dependencies=[*admin, Depends(_whole_path)],
         responses=admin_errors,
         summary="Delete a key",
     )
@@ -380,7 +388,7 @@ def create_cache_router(
     @router.delete(
         "/tag/{tag:path}",
         response_model=InvalidatedTag,
-        dependencies=admin,
+        dependencies=[*admin, Depends(_whole_path)],
         responses=admin_errors,
         summary="Invalidate every entry carrying a tag",
     )
