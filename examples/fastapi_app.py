@@ -14,6 +14,8 @@ shell you run curl from. With ``--workers`` above 1, set the variable: each work
 make up a token of its own. Then try::
 
     curl localhost:8000/users/42            # slow the first time, instant after
+    curl -i localhost:8000/users/42/card    # a cached response: ETag, Cache-Status
+    curl -X POST localhost:8000/users/42/refresh   # invalidates both, by tag
     curl localhost:8000/cache/health        # open
     curl -H "Authorization: Bearer $CHENU_CACHE_ADMIN_TOKEN" localhost:8000/cache/stats
     curl -X POST -H "Authorization: Bearer $CHENU_CACHE_ADMIN_TOKEN" localhost:8000/cache/clear
@@ -29,9 +31,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 
 from chenu_cache import cache, cache_service
-from chenu_cache.contrib.fastapi import create_cache_router
+from chenu_cache.contrib.fastapi import cache_response, create_cache_router
 
 ADMIN_ENV = "CHENU_CACHE_ADMIN_TOKEN"
 # A random token when none is configured: the admin routes are never open by accident.
@@ -58,17 +61,33 @@ app = FastAPI(title="chenu-cache example", lifespan=announce_token)
 app.include_router(create_cache_router(cache_service, token=ADMIN_TOKEN))
 
 
-@cache(namespace="user")
-async def load_user(user_id: str) -> dict[str, str]:
+class User(BaseModel):
+    id: str
+    name: str
+
+
+# Comes back as a User on hits too (its return annotation), tagged with its user.
+@cache(namespace="user", tags=["user:{user_id}"])
+async def load_user(user_id: str) -> User:
     await asyncio.sleep(0.2)  # stands in for a database query
-    return {"id": user_id, "name": f"User {user_id}"}
+    return User(id=user_id, name=f"User {user_id}")
 
 
 @app.get("/users/{user_id}")
-async def get_user(user_id: str) -> dict[str, str]:
+async def get_user(user_id: str) -> User:
+    return await load_user(user_id)
+
+
+# The whole HTTP response cached: ETag, 304 on If-None-Match, Cache-Status; HEAD too.
+@app.head("/users/{user_id}/card", include_in_schema=False)
+@app.get("/users/{user_id}/card")
+@cache_response(ttl=60, tags=["user:{user_id}"])
+async def user_card(user_id: str) -> User:
     return await load_user(user_id)
 
 
 @app.post("/users/{user_id}/refresh")
 async def refresh_user(user_id: str) -> dict[str, bool]:
-    return {"invalidated": await load_user.invalidate(user_id)}
+    # Every entry about this user, in every process: the loader's and the card's.
+    await cache_service.invalidate_tags(f"user:{user_id}")
+    return {"invalidated": True}

@@ -62,8 +62,17 @@ from ._fastapi_models import (
     SetKeyResponse,
     StatsResponse,
 )
+from ._http_cache import CachedEndpoint, cache_response, invalidate_response
+from ._http_rules import response_key
 
-__all__ = ["cache_lifespan", "create_cache_router"]
+__all__ = [
+    "CachedEndpoint",
+    "cache_lifespan",
+    "cache_response",
+    "create_cache_router",
+    "invalidate_response",
+    "response_key",
+]
 
 logger = logging.getLogger("chenu_cache")
 
