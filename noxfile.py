@@ -184,8 +184,10 @@ def bench(session: nox.Session) -> None:
         "async-lru",
         "theine",
         "pydantic",
+        "uvicorn",
     )
     session.run("python", "-m", "benchmarks.run", *session.posargs)
     session.run("python", "-m", "benchmarks.typed_and_fences")
     session.run("python", "-m", "benchmarks.tags")
+    session.run("python", "-m", "benchmarks.http_cache")
     session.run("python", "-m", "benchmarks.failover_latency", "--runs", "2")
