@@ -140,7 +140,8 @@ def _sentinel(
     sentinel_kwargs = dict(options.pop("sentinel_kwargs", None) or {})
     sentinel_kwargs.setdefault("socket_timeout", timeouts["socket_timeout"])
     sentinel_kwargs.setdefault("socket_connect_timeout", timeouts["socket_connect_timeout"])
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+    # redis-py before 8.2 leaves it untyped; 8.2 types it (then the ignore is unused).
+    sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
         _hosts(parts.netloc, url), sentinel_kwargs=sentinel_kwargs, **timeouts
     )
     client: Redis = sentinel.master_for(
