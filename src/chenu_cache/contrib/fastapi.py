@@ -10,29 +10,22 @@ Needs the ``fastapi`` extra (``pip install "chenu-cache[fastapi]"``)::
 
 Admin routes need the application's own dependency (``dependency=``) or a bearer token
 (``token=``); with both, both must pass. ``/cache/health`` and ``/cache/namespaces``
-are open. ``GET /cache/events`` (invalidation events as Server-Sent Events, SPEC §16)
-exists only when ``event_namespaces=`` names the namespaces it may stream. This module
-uses only chenu-cache's public API.
+are open. This module uses only chenu-cache's public API.
 """
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at run time,
 # and some refer to closure variables (the bearer scheme, the page-size bound).
 
-import asyncio
-import contextlib
 import hmac
 import json
 import logging
 import math
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
 try:
-    import anyio
-    from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, status
-    from fastapi.responses import StreamingResponse
+    from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 except ImportError as exc:  # pragma: no cover - exercised by the import_minimal nox session
     raise ImportError(
@@ -43,7 +36,6 @@ from chenu_cache import (
     MISSING,
     NO_EXPIRY,
     CacheError,
-    CacheEvent,
     CacheTypeError,
     CommandRefusedError,
     ConfigurationError,
@@ -60,7 +52,6 @@ from ._fastapi_models import (
     DeletedKey,
     DeletedNamespace,
     ErrorResponse,
-    EventData,
     HealthResponse,
     InvalidatedTag,
     KeysPage,
@@ -94,12 +85,6 @@ _MAX_SCAN_CALLS = 10
 _MIN_TOKEN_LENGTH = 16
 _TOO_LARGE = 413  # Starlette renamed its constants for these; the numbers are stable
 _UNPROCESSABLE = 422
-DEFAULT_HEARTBEAT = 15.0
-_NAMESPACE = re.compile(r"[a-z0-9_.-]{1,64}")
-_EVENT_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
-_MAX_ID_PART = 2**64 - 1  # a stream id is two unsigned 64-bit numbers
-_KEEP_ALIVE = b": keep-alive\n\n"
-_CLOSE_TIMEOUT = 5.0  # seconds the clean-up of a finished stream may take at most
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -206,120 +191,6 @@ async def _finite_body(request: Request) -> None:
         )
 
 
-# -- invalidation events as Server-Sent Events ---------------------------------------------
-
-
-def _public_namespaces(namespaces: Iterable[str]) -> frozenset[str]:
-    if isinstance(namespaces, (str, bytes)):
-        raise ConfigurationError(
-            "event_namespaces must be a collection of namespaces, e.g. ('user',), not a string"
-        )
-    found: set[str] = set()
-    for namespace in namespaces:
-        if not isinstance(namespace, str) or _NAMESPACE.fullmatch(namespace) is None:
-            raise ConfigurationError(
-                f"event_namespaces: {namespace!r} is not a namespace ([a-z0-9_.-]{{1,64}})"
-            )
-        found.add(namespace)
-    return frozenset(found)
-
-
-def _namespace_of(key: str) -> str | None:
-    head, sep, _ = key.partition(":")
-    return head if sep and _NAMESPACE.fullmatch(head) is not None else None
-
-
-def _checked_event_id(text: str) -> str:
-    """``text`` if it is a stream id (``<ms>`` or ``<ms>-<seq>``), else a 400."""
-    found = _EVENT_ID.fullmatch(text)
-    if found is None or any(int(p) > _MAX_ID_PART for p in found.groups("0")):
-        raise HTTPException(
-            status.HTTP_400_BAD_REQUEST,
-            detail={
-                "error": "InvalidEventId",
-                "message": "an event id is '<milliseconds>-<sequence>', as sent in 'id:' lines",
-            },
-        )
-    return text
-
-
-def _sse_frame(event: CacheEvent, public: frozenset[str]) -> bytes | None:
-    """The SSE frame of ``event``, or ``None`` when it concerns no public namespace. A
-    ``key``/``keys`` event names only the keys of public namespaces."""
-    if not event.touches(public):
-        return None
-    data = event.to_dict()
-    if event.kind in ("key", "keys"):
-        data["keys"] = [key for key in event.keys if _namespace_of(key) in public]
-    data.pop("tags", None)  # a tag is no namespace: none is public
-    lines = [f"id: {event.id}"] if event.id else []
-    lines.append("event: reset" if event.kind == "reset" else "event: invalidate")
-    # ensure_ascii: no byte of the data can end an SSE line (only \n and \r do).
-    lines.append("data: " + json.dumps(data, separators=(",", ":"), ensure_ascii=True))
-    return ("\n".join(lines) + "\n\n").encode("ascii")
-
-
-async def _next_event(events: AsyncIterator[CacheEvent]) -> CacheEvent | None:
-    try:
-        return await events.__anext__()
-    except StopAsyncIteration:
-        return None
-
-
-async def _event_stream(
-    events: AsyncIterator[CacheEvent],
-    request: Request,
-    public: frozenset[str],
-    heartbeat: float,
-) -> AsyncIterator[bytes]:
-    """The body of ``GET /cache/events``: frames read straight from ``events``.
-
-    One read is in flight at a time, kept across heartbeats (cancelling a read to send
-    one would end the iterator), so a connection holds one event at most: nothing queues.
-    When the client goes away, the server cancels this generator (or a heartbeat finds
-    it gone); either way the read is cancelled and ``events`` closed before it ends.
-    """
-    loop = asyncio.get_running_loop()
-    pending: asyncio.Task[CacheEvent | None] | None = None
-    last_sent = loop.time()
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(_next_event(events))
-            idle = loop.time() - last_sent
-            done, _ = await asyncio.wait((pending,), timeout=max(0.0, heartbeat - idle))
-            if not done:
-                if await request.is_disconnected():
-                    return
-                last_sent = loop.time()
-                yield _KEEP_ALIVE
-                continue
-            finished, pending = pending, None
-            try:
-                event = finished.result()
-            except CacheError as exc:
-                logger.warning("chenu_cache: the event stream ended: %s", exc)
-                return
-            if event is None:
-                return
-            frame = _sse_frame(event, public)
-            if frame is not None:
-                last_sent = loop.time()
-                yield frame
-    finally:
-        # Shielded: the server cancels this generator when the client disconnects, and
-        # the clean-up must still run to its end (bounded, should the iterator hang).
-        with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
-            if pending is not None:
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await pending
-            close = getattr(events, "aclose", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    await close()
-
-
 def cache_lifespan(
     cache: FallbackCache,
     lifespan: Callable[[Any], AbstractAsyncContextManager[Any]] | None = None,
@@ -369,9 +240,6 @@ def create_cache_router(
     tags: list[str] | None = None,
     manage_lifespan: bool = True,
     max_page_size: int = MAX_PAGE_SIZE,
-    event_namespaces: Iterable[str] = (),
-    events_dependency: Callable[..., Any] | None = None,
-    heartbeat: float = DEFAULT_HEARTBEAT,
 ) -> APIRouter:
     """An ``APIRouter`` with the cache's admin routes under ``prefix`` (default ``/cache``).
 
@@ -383,16 +251,7 @@ def create_cache_router(
     - ``manage_lifespan``: ``app.include_router()`` hooks ``cache.initialize()`` and
       ``cache.close()`` into the app's lifespan (FastAPI 0.115+).
     - ``max_page_size``: the largest ``limit`` ``GET /cache/keys`` accepts.
-    - ``event_namespaces``: the namespaces whose invalidations ``GET /cache/events``
-      streams (the cache needs ``events=True``); without them the route does not
-      exist. ``events_dependency``: its auth (the app's own, for browsers), instead of
-      the admin auth. ``heartbeat``: seconds of silence before a keep-alive comment.
     """
-    public = _public_namespaces(event_namespaces)
-    if isinstance(heartbeat, bool) or not (
-        isinstance(heartbeat, (int, float)) and 0 < heartbeat < math.inf
-    ):
-        raise ConfigurationError("heartbeat must be a number of seconds > 0")
     if token is None and dependency is None and not insecure_allow_anonymous_admin:
         raise ConfigurationError(
             "create_cache_router needs token= or dependency= for its admin routes; pass "
@@ -569,96 +428,4 @@ def create_cache_router(
             defaultTtl=registry.default_ttl,
         )
 
-    if public:
-        events_auth = [Depends(events_dependency)] if events_dependency is not None else admin
-        _add_events_route(router, cache, public, float(heartbeat), events_auth)
-
     return router
-
-
-_EVENTS_DESCRIPTION = """Invalidation events as Server-Sent Events (SPEC §16), for the
-namespaces the application declared public. Each invalidation is a frame
-`id: <event id>`, `event: invalidate`, `data: <JSON>`; `event: reset` means that
-anything may be stale (the stream no longer holds every event after the id asked
-for). A `: keep-alive` comment is sent when the stream has been idle for the
-heartbeat. Reconnecting with `Last-Event-ID` (or `?since=`) resumes after that id:
-at least once within the stream's retention, a reset otherwise."""
-
-_EVENTS_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "an endless text/event-stream",
-        "content": {
-            "text/event-stream": {
-                "schema": {"type": "string"},
-                # OpenAPI 3.2's description of one event; its data is EventData's JSON.
-                "itemSchema": {
-                    "type": "object",
-                    "required": ["event", "data"],
-                    "properties": {
-                        "id": {"type": "string", "description": "the event id"},
-                        "event": {"type": "string", "enum": ["invalidate", "reset"]},
-                        "data": {
-                            "type": "string",
-                            "contentMediaType": "application/json",
-                            "contentSchema": EventData.model_json_schema(),
-                        },
-                    },
-                },
-                "example": 'id: 1717000000000-0\nevent: invalidate\ndata: {"kind":"key",'
-                '"time":1717000000.0,"keys":["user:42"],"origin":"a1b2c3"}\n\n',
-            }
-        },
-    },
-    400: {"model": ErrorResponse, "description": "a malformed Last-Event-ID or since"},
-    503: {"model": ErrorResponse, "description": "the cache was built without events=True"},
-}
-
-
-def _add_events_route(
-    router: APIRouter,
-    cache: FallbackCache,
-    public: frozenset[str],
-    heartbeat: float,
-    auth: list[Any],
-) -> None:
-    @router.get(
-        "/events",
-        dependencies=auth,
-        response_class=StreamingResponse,
-        responses={**_EVENTS_RESPONSES, **_AUTH_ERRORS},
-        summary="Invalidation events of the public namespaces (Server-Sent Events)",
-        description=_EVENTS_DESCRIPTION,
-    )
-    async def events(
-        request: Request,
-        since: Annotated[
-            str | None,
-            Query(description="resume after this event id (Last-Event-ID wins over it)"),
-        ] = None,
-        last_event_id: Annotated[
-            str | None,
-            Header(
-                alias="Last-Event-ID",
-                description="sent by EventSource when it reconnects: resume after this id",
-            ),
-        ] = None,
-    ) -> StreamingResponse:
-        # EventSource sends Last-Event-ID when it reconnects: it is newer than the URL's
-        # `since`, which it keeps sending. An empty header is no id (the spec's own).
-        header = (last_event_id or "").strip()
-        start = header or since
-        after = None if start is None else _checked_event_id(start)
-        try:
-            stream = cache.events(after)
-        except ConfigurationError as exc:  # events=False: the server's mistake, not the caller's
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE,
-                detail={"error": type(exc).__name__, "message": str(exc)},
-            ) from None
-        except CacheError as exc:
-            raise _http_error(exc) from None
-        return StreamingResponse(
-            _event_stream(stream, request, public, heartbeat),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
