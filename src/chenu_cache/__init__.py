@@ -13,6 +13,7 @@ from ._failover import Transition
 from ._namespaces import DEFAULT_NAMESPACES, NamespaceRegistry
 from ._types import MISSING, NO_EXPIRY, TTL
 from .backends import Backend, BackendStats, MemoryBackend, RedisBackend, SupportsLock
+from .events import CacheEvent
 from .exceptions import (
     BackendError,
     BackendTimeoutError,
@@ -51,6 +52,7 @@ __all__ = [
     "BackendUnavailableError",
     "BoundCachedMethod",
     "CacheError",
+    "CacheEvent",
     "CacheStatistics",
     "CacheTypeError",
     "CachedFunction",

@@ -12,14 +12,16 @@ from __future__ import annotations
 import logging
 import os
 import random
+import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, TypeVar, overload
 
 from typing_extensions import ParamSpec, Self, Unpack
 
 from ._decorator import CachedFunction, DecoratorOptions, LoadOptions, bind_decorator
+from ._events import follow, newest
 from ._failover import Failover, Transition, recent_window_of
 from ._fences import DEFAULT_LEASE_TTL
 from ._glob import compile_glob, validate_pattern
@@ -38,7 +40,8 @@ from .backends import redis as _redis
 from .backends.base import Backend
 from .backends.memory import MemoryBackend
 from .backends.redis import RedisBackend
-from .exceptions import BackendError, CacheTypeError, ConfigurationError
+from .events import CacheEvent
+from .exceptions import BackendError, CacheTypeError, CommandRefusedError, ConfigurationError
 from .serializers import DEFAULT_MAX_VALUE_SIZE, Codec, Serializer
 from .stats import CacheStatistics, Counters, HealthReport
 
@@ -75,6 +78,8 @@ class FallbackCache(Reads):
     - ``read_env``: let ``initialize()`` read ``CHENU_CACHE_REDIS_URL`` (default on).
     - ``lease_ttl``: seconds a load's claim on its key lives (default 60): a loader
       still running after that returns its value but does not store it (SPEC §12).
+    - ``events``: append every invalidation to a stream (about ``events_maxlen``
+      long) that `events()` follows (SPEC §16; default off).
     - ``clock``, ``rng``: the wall clock and random source of the freshness options
       (``time.time`` and ``random.random``; inject fakes in tests).
 
@@ -110,6 +115,8 @@ class FallbackCache(Reads):
         on_transition: Callable[[Transition], object] | None = None,
         read_env: bool = True,
         lease_ttl: float = DEFAULT_LEASE_TTL,
+        events: bool = False,
+        events_maxlen: int = 10_000,
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
     ) -> None:
@@ -167,6 +174,10 @@ class FallbackCache(Reads):
         self._clock = clock
         if not lease_ttl > 0:
             raise ConfigurationError("lease_ttl must be a positive number of seconds")
+        if events and (type(events_maxlen) is not int or events_maxlen < 1):
+            raise ConfigurationError("events_maxlen must be a positive int")
+        self._events_maxlen = events_maxlen if events else 0
+        self._origin = secrets.token_hex(8)  # this instance, in the events it publishes
         self._loader = Loader(
             codec=self.codec,
             counters=self._counters,
@@ -400,7 +411,9 @@ class FallbackCache(Reads):
         """Delete one entry; return whether it existed."""
         full = self._key(key, namespace)
         self._loader.flights.forget(full.__eq__)
-        return await self._route.change(lambda b: b.delete(full), keys=(full,))
+        existed = await self._route.change(lambda b: b.delete(full), keys=(full,))
+        await self._publish("key", keys=(full,))
+        return existed
 
     async def delete(self, key: str, namespace: str | None = None) -> bool:
         """Alias of `invalidate()`."""
@@ -412,19 +425,25 @@ class FallbackCache(Reads):
         if not full:
             return 0
         self._loader.flights.forget(set(full).__contains__)
-        return await self._route.change(lambda b: b.delete_many(full), keys=full)
+        removed = await self._route.change(lambda b: b.delete_many(full), keys=full)
+        await self._publish("keys", keys=tuple(full))
+        return removed
 
     async def invalidate_pattern(self, pattern: str) -> int:
         """Delete every entry whose logical key matches the Redis glob ``pattern``."""
         validate_pattern(pattern, max_length=self.max_key_length)
         self._loader.flights.forget(compile_glob(pattern))
-        return await self._route.change(lambda b: b.delete_pattern(pattern), pattern=pattern)
+        removed = await self._route.change(lambda b: b.delete_pattern(pattern), pattern=pattern)
+        await self._publish("pattern", pattern=pattern)
+        return removed
 
     async def invalidate_namespace(self, namespace: str) -> int:
         """Delete every entry of ``namespace``; return how many were deleted."""
         pattern = _validate_namespace(namespace) + NAMESPACE_SEPARATOR + "*"
         self._loader.flights.forget(compile_glob(pattern))
-        return await self._route.change(lambda b: b.delete_pattern(pattern), pattern=pattern)
+        removed = await self._route.change(lambda b: b.delete_pattern(pattern), pattern=pattern)
+        await self._publish("namespace", namespace=namespace)
+        return removed
 
     async def invalidate_tags(self, *tags: str) -> None:
         """Make every entry carrying one of ``tags`` a miss, in every process sharing
@@ -433,11 +452,48 @@ class FallbackCache(Reads):
         if checked:
             self._counters.tag_invalidations += len(checked)
             await self._route.change(lambda b: bump_on(b, checked), tags=checked)
+            await self._publish("tags", tags=checked)
 
     async def clear(self) -> int:
         """Delete every entry under this cache's prefix (never other software's keys)."""
         self._loader.flights.forget(lambda _: True)
-        return await self._route.change(lambda b: b.clear(), everything=True)
+        removed = await self._route.change(lambda b: b.clear(), everything=True)
+        await self._publish("clear")
+        return removed
+
+    async def _publish(self, kind: str, **what: Any) -> None:
+        maxlen = self._events_maxlen
+        if maxlen:
+            event = CacheEvent(id="", kind=kind, time=self._clock(), origin=self._origin, **what)
+            try:
+                await self._route.publish(event, maxlen)
+            except CommandRefusedError as exc:  # the invalidation is done; say so once
+                self._decoder.refused("the event stream", exc)
+
+    def events(self, since: str | None = None, *, wait: bool = True) -> AsyncIterator[CacheEvent]:
+        """Follow this cache's invalidation events (``events=True``; SPEC §16), from now,
+        or after the event id ``since``; a ``reset`` first when the stream no longer
+        holds everything after ``since``. Waits for new events for ever (``wait=False``:
+        ends once caught up with the stream); an outage pauses it. Break out of the
+        loop (or cancel its task) to stop."""
+        self._need_events()
+        return follow(lambda: self._route, since, wait=wait)
+
+    @property
+    def events_enabled(self) -> bool:
+        """Whether this cache publishes its invalidations (``events=True``)."""
+        return bool(self._events_maxlen)
+
+    async def latest_event_id(self) -> str:
+        """The id of the newest event the stream holds (``"0-0"`` when it holds none):
+        ``events(since=...)`` with it misses nothing made after this call. An outage
+        makes it wait for Redis."""
+        self._need_events()
+        return await newest(lambda: self._route)
+
+    def _need_events(self) -> None:
+        if not self.events_enabled:
+            raise ConfigurationError("events() needs FallbackCache(..., events=True)")
 
     # -- decorator -------------------------------------------------------------------
 

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from ._glob import escape_glob
 from ._keys import NAMESPACE_SEPARATOR, namespace_of
 from ._routes import Direct, Gated, Journaling, Primary, Route
-from .backends.base import Backend, DeclaresRecentWindow, SupportsTags
+from .backends.base import Backend, DeclaresRecentWindow, SupportsEvents, SupportsTags
+from .events import CacheEvent
 from .exceptions import BackendError, CacheError
 from .stats import FailoverStatistics
 
@@ -64,8 +65,12 @@ class Journal:
     keys: set[str] = field(default_factory=set)
     patterns: set[str] = field(default_factory=set)
     tags: set[str] = field(default_factory=set)
+    events: list[tuple[bytes, int]] = field(default_factory=list)
+    """Invalidation events to publish at failback (marked replayed), with their maxlen."""
+    events_lost: bool = False
     everything: bool = False
     overflowed: bool = False
+    event_maxlen: int = 10_000
 
     def add_keys(self, keys: Iterable[str]) -> None:
         if self.everything:
@@ -102,17 +107,38 @@ class Journal:
                 self.everything = True
                 return
 
+    def add_event(self, data: bytes, maxlen: int) -> None:
+        """An event to publish at failback; past ``max_keys`` of them, a reset instead."""
+        if self.events_lost:
+            return
+        if len(self.events) >= min(self.max_keys, maxlen):
+            self.events.clear()
+            self.events_lost = True
+            self.event_maxlen = maxlen
+            return
+        self.events.append((data, maxlen))
+
     def add_everything(self) -> None:
         self.everything = True
 
     def __bool__(self) -> bool:
-        return self.everything or bool(self.keys) or bool(self.patterns) or bool(self.tags)
+        return (
+            self.everything
+            or bool(self.keys)
+            or bool(self.patterns)
+            or bool(self.tags)
+            or bool(self.events)
+            or self.events_lost
+        )
 
     def take(self) -> Journal:
         """Hand over the recorded changes and start empty."""
         taken = Journal(self.max_keys, self.max_patterns, self.keys, self.patterns, self.tags)
         taken.everything, taken.overflowed = self.everything, self.overflowed
+        taken.events, taken.events_lost = self.events, self.events_lost
+        taken.event_maxlen = self.event_maxlen
         self.keys, self.patterns, self.tags = set(), set(), set()
+        self.events, self.events_lost = [], False
         self.everything = self.overflowed = False
         return taken
 
@@ -124,9 +150,25 @@ class Journal:
         for pattern in other.patterns:
             self.add_pattern(pattern)
         self.add_tags(other.tags)
+        if other.events_lost:
+            self.events_lost, self.event_maxlen = True, other.event_maxlen
+            self.events.clear()
+        elif not self.events_lost:
+            self.events[:0] = other.events  # they happened first
 
     async def replay(self, primary: Backend) -> None:
-        """Delete everything recorded from ``primary``; raises if the primary fails."""
+        """Delete everything recorded from ``primary``, then publish the outage's events
+        (after: a reader that hears of one finds Redis already changed); raises if the
+        primary fails."""
+        await self._delete(primary)
+        if isinstance(primary, SupportsEvents):
+            if self.events_lost:  # too many to keep: "everything may be stale"
+                reset = CacheEvent(id="", kind="reset", time=time.time(), replayed=True)
+                await primary.append_event(reset.encode(), self.event_maxlen)
+            for data, maxlen in self.events:
+                await primary.append_event(data, maxlen)
+
+    async def _delete(self, primary: Backend) -> None:
         if self.everything:
             await primary.clear()  # tag versions included: every tagged entry goes too
             return

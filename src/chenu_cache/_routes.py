@@ -23,9 +23,18 @@ invalidations, ``clear``) ``change``; queries that change nothing and need no jo
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, TypeGuard, TypeVar
 
-from .backends.base import Backend, SupportsFence, SupportsLock, SupportsNowait, SupportsTags
+from .backends.base import (
+    Backend,
+    SupportsEvents,
+    SupportsFence,
+    SupportsLock,
+    SupportsNowait,
+    SupportsTags,
+)
+from .events import CacheEvent
 from .exceptions import BackendError
 
 if TYPE_CHECKING:
@@ -37,6 +46,7 @@ __all__ = ["Direct", "Gated", "Journaling", "Primary", "Route"]
 
 T = TypeVar("T")
 Entries = Sequence[tuple[str, bytes, float | None]]
+Events = list[tuple[str, bytes]]
 
 
 class Route:
@@ -107,6 +117,23 @@ class Route:
         """A read with the current versions of ``tags``: one round trip where possible."""
         return await read_tagged_on(self.fallback, key, tags)
 
+    async def publish(self, event: CacheEvent, maxlen: int) -> None:
+        """Append an invalidation event to the log of the backend that serves."""
+        if _events_of(self.fallback):
+            await self.fallback.append_event(event.encode(), maxlen)
+
+    async def read_events(self, after: str, count: int, block: float) -> Events | None:
+        """Events after ``after``; ``None`` while the log cannot be read (an outage)."""
+        if _events_of(self.fallback):
+            return await self.fallback.read_events(after, count, block)
+        return None
+
+    async def event_bounds(self) -> tuple[bool, tuple[str, str] | None]:
+        """Whether the log can be read now, and its oldest and newest ids."""
+        if _events_of(self.fallback):
+            return True, await self.fallback.event_bounds()
+        return False, None
+
     async def failed(self, exc: BackendError) -> None:
         """A call this route made on its backend failed (the lock's, say)."""
         await self.failover.failed(exc)
@@ -134,6 +161,10 @@ def _tags_of(backend: Backend) -> TypeGuard[SupportsTags]:
 
 def _fence_of(backend: Backend) -> TypeGuard[SupportsFence]:
     return _can(backend, SupportsFence)
+
+
+def _events_of(backend: Backend) -> TypeGuard[SupportsEvents]:
+    return _can(backend, SupportsEvents)
 
 
 async def versions_on(backend: Backend, tags: Sequence[str], create: bool) -> list[bytes | None]:
@@ -285,6 +316,36 @@ class Primary(Route):
             await self.failover.failed(exc)
         return await self.failover.route.read_tagged(key, tags)
 
+    async def publish(self, event: CacheEvent, maxlen: int) -> None:
+        primary = self.primary
+        if not _events_of(primary):
+            return
+        try:
+            await primary.append_event(event.encode(), maxlen)
+        except BackendError as exc:
+            await self.failover.failed(exc)
+            await self.failover.route.publish(event, maxlen)  # journaled for failback
+
+    async def read_events(self, after: str, count: int, block: float) -> Events | None:
+        primary = self.primary
+        if not _events_of(primary):
+            return None
+        try:
+            return await primary.read_events(after, count, block)
+        except BackendError as exc:
+            await self.failover.failed(exc)
+        return None
+
+    async def event_bounds(self) -> tuple[bool, tuple[str, str] | None]:
+        primary = self.primary
+        if not _events_of(primary):
+            return False, None
+        try:
+            return True, await primary.event_bounds()
+        except BackendError as exc:
+            await self.failover.failed(exc)
+        return False, None
+
     async def query(self, call: Callable[[Backend], Awaitable[T]]) -> T:
         try:
             return await call(self.primary)
@@ -380,6 +441,18 @@ class Journaling(Route):
         self._watch()
         return await read_tagged_on(self.fallback, key, tags)
 
+    async def publish(self, event: CacheEvent, maxlen: int) -> None:
+        self._watch()  # published on the primary at failback, marked as replayed
+        self.failover.journal.add_event(replace(event, replayed=True).encode(), maxlen)
+
+    async def read_events(self, after: str, count: int, block: float) -> Events | None:
+        self._watch()
+        return None  # the log is the primary's: readers wait for it
+
+    async def event_bounds(self) -> tuple[bool, tuple[str, str] | None]:
+        self._watch()
+        return False, None
+
     async def query(self, call: Callable[[Backend], Awaitable[T]]) -> T:
         self._watch()
         return await call(self.fallback)
@@ -410,6 +483,16 @@ class Gated(Route):
     async def claim(self, key: str, marker: bytes, ttl: float) -> bytes | None:
         await self.gate.wait()
         return await self.failover.route.claim(key, marker, ttl)
+
+    async def publish(self, event: CacheEvent, maxlen: int) -> None:
+        await self.gate.wait()
+        await self.failover.route.publish(event, maxlen)
+
+    async def read_events(self, after: str, count: int, block: float) -> Events | None:
+        return None
+
+    async def event_bounds(self) -> tuple[bool, tuple[str, str] | None]:
+        return False, None
 
     async def fill(
         self, key: str, expected: bytes, data: bytes | None, ttl: float | None, whole: bool

@@ -1,4 +1,5 @@
-"""What RedisBackend can do besides the `Backend` protocol: locks, fences, tag versions.
+"""What RedisBackend can do besides the `Backend` protocol: locks, fences, tag versions,
+the event stream.
 
 Each is an optional ability the facade checks for (`SupportsLock`, `SupportsFence`,
 `SupportsTags`); all of them run through the backend's per-loop state and its one
@@ -9,9 +10,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from .base import SupportsFence, SupportsLock, SupportsTags, new_tag_version
+from .base import SupportsEvents, SupportsFence, SupportsLock, SupportsTags, new_tag_version
 
 if TYPE_CHECKING:
     from redis.asyncio import RedisCluster
@@ -29,13 +30,14 @@ def px(ttl: float) -> int:
     return max(1, math.ceil(ttl * 1000))
 
 
-class Abilities(SupportsFence, SupportsLock, SupportsTags):
+class Abilities(SupportsEvents, SupportsFence, SupportsLock, SupportsTags):
     """Mixed into `RedisBackend`, which provides the attributes declared here."""
 
     prefix: str
     _loops: LoopStates
     _lock_prefix: str
     _tag_prefix: str
+    operation_timeout: float
     _hits: int
     _misses: int
 
@@ -116,3 +118,53 @@ class Abilities(SupportsFence, SupportsLock, SupportsTags):
         state = self._loops.here()
         async with state.command:
             return bool(await state.fill(keys=[self.prefix + key], args=args))
+
+    # -- the event stream (SupportsEvents) ------------------------------------------------
+
+    @property
+    def _stream(self) -> str:
+        # One key, so one Cluster slot: the slot of "<prefix>!events". clear() keeps it.
+        return self.prefix + "!events"
+
+    async def append_event(self, data: bytes, maxlen: int) -> str:
+        state = self._loops.here()
+        async with state.command:
+            found = await state.client.xadd(
+                self._stream, {"e": data}, maxlen=maxlen, approximate=True
+            )
+        return found.decode() if isinstance(found, bytes) else str(found)
+
+    async def read_events(self, after: str, count: int, block: float) -> list[tuple[str, bytes]]:
+        # A blocking read counts against the socket timeout: a fifth of the operation
+        # timeout at most, so a quiet stream on a loaded machine never looks like an
+        # outage (an event still returns the read at once).
+        # block <= 0 is a plain read: XREAD's BLOCK 0 would wait for ever.
+        state = self._loops.here()
+        if block > 0:
+            wait = max(1, int(min(block, self.operation_timeout / 5) * 1000))
+            async with state.event_reads, state.command:
+                replies: Any = await state.client.xread(
+                    {self._stream: after}, count=count, block=wait
+                )
+        else:
+            async with state.command:
+                replies = await state.client.xread({self._stream: after}, count=count)
+        found: list[tuple[str, bytes]] = []
+        streams = replies.items() if isinstance(replies, dict) else replies or ()  # RESP3/2
+        for _, entries in streams:
+            for event_id, fields in entries:
+                text = event_id.decode() if isinstance(event_id, bytes) else str(event_id)
+                data = fields.get(b"e", fields.get("e", b""))
+                found.append((text, data if isinstance(data, bytes) else str(data).encode()))
+        return found
+
+    async def event_bounds(self) -> tuple[str, str] | None:
+        state = self._loops.here()
+        async with state.command:
+            first = await state.client.xrange(self._stream, "-", "+", count=1)
+            last = await state.client.xrevrange(self._stream, "+", "-", count=1)
+        if not first or not last:
+            return None
+        ids = [entry[0] for entry in (first[0], last[0])]
+        low, high = (i.decode() if isinstance(i, bytes) else str(i) for i in ids)
+        return low, high

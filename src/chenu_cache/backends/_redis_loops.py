@@ -105,6 +105,9 @@ class LoopState:
         self.cluster = isinstance(client, RedisCluster)
         self.watch = PrimaryWatch.of(client, timeout)
         self.command = Command(max_connections, self.watch)
+        # Blocking event reads hold a connection each: a few at a time, so that readers
+        # (one per SSE client) never take the slots the cache's own calls need.
+        self.event_reads = asyncio.Semaphore(max(1, min(8, max_connections // 4)))
         self.release_lock = client.register_script(scripts.RELEASE_LOCK)
         self.claim = client.register_script(scripts.CLAIM)
         self.fill = client.register_script(scripts.FILL)

@@ -194,6 +194,30 @@ class SupportsTags(Protocol):
 
 
 @runtime_checkable
+class SupportsEvents(Protocol):
+    """An optional ability: a bounded, ordered log of events shared by every process
+    using the store (a Redis Stream; SPEC §16).
+
+    Ids are the store's (``"<ms>-<seq>"``), increasing. ``read_events`` returns the
+    events strictly after ``after``, waiting up to ``block`` seconds for one (a store
+    may wait less; ``block <= 0``: not at all); ``event_bounds`` the ids of the oldest
+    and newest events held (``None`` for an empty log).
+    """
+
+    async def append_event(self, data: bytes, maxlen: int) -> str:
+        """Append ``data``, keeping about the last ``maxlen`` events; return its id."""
+        ...
+
+    async def read_events(self, after: str, count: int, block: float) -> list[tuple[str, bytes]]:
+        """Up to ``count`` events after ``after``, in order."""
+        ...
+
+    async def event_bounds(self) -> tuple[str, str] | None:
+        """The oldest and the newest id the log holds."""
+        ...
+
+
+@runtime_checkable
 class SupportsNowait(Protocol):
     """An optional ability: reads and writes that never wait (an in-process store).
 

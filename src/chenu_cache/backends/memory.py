@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import math
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 
 from .._glob import compile_glob
@@ -13,6 +14,7 @@ from ..exceptions import ConfigurationError, ValueTooLargeError
 from .base import (
     Backend,
     BackendStats,
+    SupportsEvents,
     SupportsFence,
     SupportsNowait,
     SupportsStatsNowait,
@@ -38,7 +40,9 @@ _SWEEP_PER_WRITE = 32
 _TICK = 1.0  # seconds per expiry bucket
 
 
-class MemoryBackend(Backend, SupportsFence, SupportsNowait, SupportsStatsNowait, SupportsTags):
+class MemoryBackend(
+    Backend, SupportsEvents, SupportsFence, SupportsNowait, SupportsStatsNowait, SupportsTags
+):
     """LRU cache of bytes with per-entry TTL, bounded by entries and optionally by bytes.
 
     Expiry is lazy (an expired entry is dropped when read) plus an amortised sweep: a
@@ -80,6 +84,9 @@ class MemoryBackend(Backend, SupportsFence, SupportsNowait, SupportsStatsNowait,
         # most max_entries of them, the oldest dropped first, which makes its entries
         # stale, never fresh.
         self._tags: dict[str, bytes] = {}
+        # The event log of a memory-only cache (SupportsEvents): (ms, seq, data).
+        self._events: deque[tuple[int, int, bytes]] = deque()
+        self._last_event = (0, 0)
 
     # -- reads -----------------------------------------------------------------------
 
@@ -104,6 +111,33 @@ class MemoryBackend(Backend, SupportsFence, SupportsNowait, SupportsStatsNowait,
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         return [self.get_nowait(key) for key in keys]
+
+    # -- the event log (SupportsEvents) -------------------------------------------------
+
+    async def append_event(self, data: bytes, maxlen: int) -> str:
+        ms = int(time.time() * 1000)
+        last_ms, last_seq = self._last_event
+        seq = last_seq + 1 if ms <= last_ms else 0
+        ms = max(ms, last_ms)
+        self._last_event = (ms, seq)
+        self._events.append((ms, seq, data))
+        while len(self._events) > maxlen:
+            self._events.popleft()
+        return f"{ms}-{seq}"
+
+    async def read_events(self, after: str, count: int, block: float) -> list[tuple[str, bytes]]:
+        mark = _event_id(after)
+        found = [(f"{ms}-{seq}", data) for ms, seq, data in self._events if (ms, seq) > mark]
+        if not found and block > 0:
+            await asyncio.sleep(min(block, 0.05))  # in-process: a short poll stands in
+            found = [(f"{ms}-{seq}", data) for ms, seq, data in self._events if (ms, seq) > mark]
+        return found[:count]
+
+    async def event_bounds(self) -> tuple[str, str] | None:
+        if not self._events:
+            return None
+        first, last = self._events[0], self._events[-1]
+        return f"{first[0]}-{first[1]}", f"{last[0]}-{last[1]}"
 
     # -- tags (SupportsTags) -----------------------------------------------------------
 
@@ -411,3 +445,9 @@ class MemoryBackend(Backend, SupportsFence, SupportsNowait, SupportsStatsNowait,
             key, entry = data.popitem(last=False)
             self._bytes -= len(key) + len(entry[0])
             self._evictions += 1
+
+
+def _event_id(text: str) -> tuple[int, int]:
+    """``"<ms>-<seq>"`` as a pair; ``"0"``, ``"0-0"`` and ``"$"``-less forms as Redis reads them."""
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)

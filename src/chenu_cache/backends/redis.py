@@ -154,6 +154,7 @@ class RedisBackend(Abilities, Backend, SupportsStatsNowait):
         self._glob_prefix = escape_glob(prefix)
         self._lock_prefix = prefix + LOCK_MARK
         self._tag_prefix = prefix + TAG_MARK
+        self._stream_key = (prefix + "!events").encode()
         self.recent_window = 2.0
         if PrimaryWatch.of(client, operation_timeout) is not None:
             self.recent_window = 10.0
@@ -361,8 +362,11 @@ class RedisBackend(Abilities, Backend, SupportsStatsNowait):
                         cursor=cursor, match=match, count=_SCAN_BATCH, target_nodes=node
                     )
                     cursor = _node_cursor(cursors)
-                if raw:
-                    removed += await client.unlink(*raw)
+                # The event stream survives clear(): recreated, its ids could restart
+                # below what its readers have seen, and they would miss what follows.
+                doomed = [k for k in raw if k != self._stream_key]
+                if doomed:
+                    removed += await client.unlink(*doomed)
             if not int(cursor):
                 return removed
 
@@ -371,7 +375,7 @@ class RedisBackend(Abilities, Backend, SupportsStatsNowait):
 
     def _strip(self, raw: Sequence[bytes | str]) -> list[str]:
         cut = len(self.prefix)
-        hidden = (self._lock_prefix, self._tag_prefix)
+        hidden = (self._lock_prefix, self._tag_prefix, self.prefix + "!events")
         keys = []
         for item in raw:
             text = item.decode("utf-8", "replace") if isinstance(item, bytes) else item
