@@ -21,6 +21,7 @@ __all__ = [
     "DeletedNamespace",
     "ErrorBody",
     "ErrorResponse",
+    "EventData",
     "HealthResponse",
     "KeyValue",
     "KeysPage",
@@ -169,3 +170,26 @@ class NamespacesResponse(BaseModel):
     defaultTtl: float | None = Field(
         description="seconds, for keys outside these namespaces; null: no expiry"
     )
+
+
+class EventData(BaseModel):
+    """The ``data:`` of one event of ``GET /cache/events`` (``CacheEvent.to_dict()``)."""
+
+    kind: str = Field(
+        description="what was invalidated: key, keys, pattern, namespace or clear; reset "
+        "(event: reset) means that anything may be stale"
+    )
+    time: float = Field(description="when the invalidation was made, seconds since the epoch")
+    keys: list[str] | None = Field(
+        default=None,
+        description="key, keys: the logical keys (namespace included), only those of the "
+        "namespaces the route streams",
+    )
+    pattern: str | None = Field(default=None, description="pattern: the Redis glob")
+    namespace: str | None = Field(default=None, description="namespace: the namespace cleared")
+    replayed: bool | None = Field(
+        default=None,
+        description="true when the invalidation was made while Redis was unreachable and "
+        "published when it came back; absent otherwise",
+    )
+    origin: str = Field(description="an id of the cache instance that made the invalidation")

@@ -10,7 +10,9 @@ Needs the ``fastapi`` extra (``pip install "chenu-cache[fastapi]"``)::
 
 Admin routes need the application's own dependency (``dependency=``) or a bearer token
 (``token=``); with both, both must pass. ``/cache/health`` and ``/cache/namespaces``
-are open. This module uses only chenu-cache's public API.
+are open. ``GET /cache/events`` (invalidation events as Server-Sent Events, SPEC §16)
+exists only when ``event_namespaces=`` names the namespaces it may stream. This module
+uses only chenu-cache's public API.
 """
 
 # No `from __future__ import annotations`: FastAPI reads these annotations at run time,
@@ -20,7 +22,7 @@ import hmac
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated, Any, TypeVar
 
@@ -47,6 +49,7 @@ from chenu_cache import (
     ValueTooLargeError,
 )
 
+from ._events_sse import DEFAULT_HEARTBEAT, add_events_route, public_namespaces
 from ._fastapi_models import (
     Deleted,
     DeletedKey,
@@ -240,6 +243,9 @@ def create_cache_router(
     tags: list[str] | None = None,
     manage_lifespan: bool = True,
     max_page_size: int = MAX_PAGE_SIZE,
+    event_namespaces: Iterable[str] = (),
+    events_dependency: Callable[..., Any] | None = None,
+    heartbeat: float = DEFAULT_HEARTBEAT,
 ) -> APIRouter:
     """An ``APIRouter`` with the cache's admin routes under ``prefix`` (default ``/cache``).
 
@@ -251,7 +257,16 @@ def create_cache_router(
     - ``manage_lifespan``: ``app.include_router()`` hooks ``cache.initialize()`` and
       ``cache.close()`` into the app's lifespan (FastAPI 0.115+).
     - ``max_page_size``: the largest ``limit`` ``GET /cache/keys`` accepts.
+    - ``event_namespaces``: the namespaces whose invalidations ``GET /cache/events``
+      streams (the cache needs ``events=True``); without them the route does not
+      exist. ``events_dependency``: its auth (the app's own, for browsers), instead of
+      the admin auth. ``heartbeat``: seconds of silence before a keep-alive comment.
     """
+    public = public_namespaces(event_namespaces)
+    if isinstance(heartbeat, bool) or not (
+        isinstance(heartbeat, (int, float)) and 0 < heartbeat < math.inf
+    ):
+        raise ConfigurationError("heartbeat must be a number of seconds > 0")
     if token is None and dependency is None and not insecure_allow_anonymous_admin:
         raise ConfigurationError(
             "create_cache_router needs token= or dependency= for its admin routes; pass "
@@ -427,5 +442,9 @@ def create_cache_router(
             ],
             defaultTtl=registry.default_ttl,
         )
+
+    if public:
+        events_auth = [Depends(events_dependency)] if events_dependency is not None else admin
+        add_events_route(router, cache, public, float(heartbeat), events_auth, _AUTH_ERRORS)
 
     return router
