@@ -55,9 +55,10 @@ def mypy(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def coverage(session: nox.Session) -> None:
     """The suite with the fast extra, under coverage; fails below pyproject's floor."""
-    session.install("-e", ".[test,fast]", "coverage[toml]>=7.4")
+    session.install("-e", ".[test,fast]", "coverage[toml]>=7.10.3")
     session.run("coverage", "erase")
     session.run("coverage", "run", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+    session.run("coverage", "combine", "-q")
     session.run("coverage", "report")
 
 
