@@ -184,3 +184,32 @@ async def test_an_event_costs_one_command_per_invalidation(
         return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
 
     assert (calls("unlink"), calls("xadd")) == (10, 10)
+
+
+@pytest.mark.parametrize("memory_only", [False, True])
+async def test_a_backlog_read_ends_and_the_latest_id_starts_after_it(
+    memory_only: bool, request: pytest.FixtureRequest, prefix: str
+) -> None:
+    url = None if memory_only else request.getfixturevalue("redis_url")
+    cache = FallbackCache(redis_url=url, prefix=prefix, events=True, read_env=False)
+    await cache.initialize()
+    try:
+        assert cache.events_enabled
+        assert await cache.latest_event_id() == "0-0"  # an empty stream
+        for key in ("a:1", "a:2", "a:3"):
+            await cache.invalidate(key)
+        backlog = [e async for e in cache.events(since="0", wait=False)]
+        assert [e.keys for e in backlog] == [("a:1",), ("a:2",), ("a:3",)]
+        latest = await cache.latest_event_id()
+        assert latest == backlog[-1].id
+        assert [e async for e in cache.events(since=latest, wait=False)] == []
+        await cache.invalidate("a:4")
+        (after,) = [e async for e in cache.events(since=latest, wait=False)]
+        assert after.keys == ("a:4",)
+    finally:
+        await cache.clear()
+        await cache.close()
+    off = FallbackCache(read_env=False)
+    assert not off.events_enabled
+    with pytest.raises(ConfigurationError):
+        await off.latest_event_id()
