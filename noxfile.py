@@ -27,6 +27,7 @@ CI_SESSIONS = [
     "no_pydantic",
     "redis_oldest",
     "wheel",
+    "js",
 ]
 """What `.ci/run` runs: `nox -s $(python -c 'import noxfile; print(*noxfile.CI_SESSIONS)')`."""
 
@@ -170,6 +171,16 @@ def redis_oldest(session: nox.Session) -> None:
     """The oldest redis-py we admit."""
     session.install("-e", ".[test]", "redis==5.0.1")
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session(python=False)
+def js(session: nox.Session) -> None:
+    """The React package (js/react): installed from its lockfile, type-checked, unit-tested
+    and built, with the machine's Node and npm (README's two frontend commands)."""
+    session.chdir("js/react")
+    session.run("npm", "ci", "--no-audit", "--no-fund", external=True)
+    session.run("npm", "test", external=True)
+    session.run("npm", "run", "build", external=True)
 
 
 @nox.session(python="3.11")
