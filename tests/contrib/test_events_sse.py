@@ -392,7 +392,8 @@ async def test_only_public_namespaces_are_streamed(
             await writer.invalidate_namespace("secret")
             await writer.invalidate_pattern("secret:*")
             await writer.invalidate("no-namespace")
-            await writer.invalidate_tags("user:42")  # a tag: no namespace, never public
+            await writer.invalidate_tags("secret:9", "plain-tag")  # no public namespace
+            await writer.invalidate_tags("secret:4", "user:42")  # the public tag only
             await writer.delete_many(["secret:2", "user:7", "project:8", "secret:3"])
             await writer.invalidate("user:last")
             seen: list[Frame] = []
@@ -401,19 +402,25 @@ async def test_only_public_namespaces_are_streamed(
             # Order is kept, so everything between the calls above was filtered out.
             assert [f.json() for f in seen] == [
                 {
-                    "kind": "keys",
+                    "kind": "tags",
                     "time": seen[0].json()["time"],
-                    "keys": ["user:7", "project:8"],
+                    "tags": ["user:42"],
                     "origin": seen[0].json()["origin"],
                 },
                 {
-                    "kind": "key",
+                    "kind": "keys",
                     "time": seen[1].json()["time"],
-                    "keys": ["user:last"],
+                    "keys": ["user:7", "project:8"],
                     "origin": seen[1].json()["origin"],
                 },
+                {
+                    "kind": "key",
+                    "time": seen[2].json()["time"],
+                    "keys": ["user:last"],
+                    "origin": seen[2].json()["origin"],
+                },
             ]
-            assert all("secret" not in f.data and "tags" not in f.data for f in seen)
+            assert all("secret" not in f.data and "plain-tag" not in f.data for f in seen)
 
 
 @pytest.mark.redis

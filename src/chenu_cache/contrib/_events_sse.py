@@ -88,13 +88,20 @@ def _checked_event_id(text: str) -> str:
 
 def _sse_frame(event: CacheEvent, public: frozenset[str]) -> bytes | None:
     """The SSE frame of ``event``, or ``None`` when it concerns no public namespace. A
-    ``key``/``keys`` event names only the keys of public namespaces."""
-    if not event.touches(public):
-        return None
+    ``key``/``keys`` event names only the keys of public namespaces, a ``tags`` event
+    only the tags named like them (``user:42`` when ``user`` is public): a browser
+    takes such a tag for everything about that thing."""
     data = event.to_dict()
+    if event.kind == "tags":
+        data["tags"] = [tag for tag in event.tags if _namespace_of(tag) in public]
+        if not data["tags"]:
+            return None
+    elif not event.touches(public):
+        return None
+    else:
+        data.pop("tags", None)
     if event.kind in ("key", "keys"):
         data["keys"] = [key for key in event.keys if _namespace_of(key) in public]
-    data.pop("tags", None)  # a tag is no namespace: none is public
     lines = [f"id: {event.id}"] if event.id else []
     lines.append("event: reset" if event.kind == "reset" else "event: invalidate")
     # ensure_ascii: no byte of the data can end an SSE line (only \n and \r do).
