@@ -48,6 +48,14 @@ class PrimaryWatch:
         if now >= self._next_check and (self._task is None or self._task.done()):
             self._next_check = now + _CHECK_EVERY
             self._task = asyncio.get_running_loop().create_task(self._ask())
+        if self.must_reconnect:
+            # Until every connection is dropped, a reply may come from either server:
+            # the new primary lacks what the old one took meanwhile. A command that
+            # finished after the promotion was seen fails too (and is retried on the
+            # fallback), not only the one that saw it.
+            raise BackendUnavailableError(
+                "Sentinel promoted a new primary; not reconnected to it yet"
+            )
         address = getattr(self.pool, "master_address", None)
         if address == self.address or address is None:
             return
