@@ -143,6 +143,15 @@ def import_minimal(session: nox.Session) -> None:
         "    assert 'pip install \"chenu-cache[fastapi]\"' in str(exc), exc\n"
         "else:\n    raise SystemExit('contrib.fastapi imported without FastAPI')",
     )
+    for module, extra in (("prometheus", "prometheus"), ("otel", "otel")):
+        session.run(
+            "python",
+            "-c",
+            f"try:\n    import chenu_cache.contrib.{module}\n"
+            "except ImportError as exc:\n"
+            f"    assert 'chenu-cache[{extra}]' in str(exc), exc\n"
+            f"else:\n    raise SystemExit('contrib.{module} imported without its extra')",
+        )
     session.install("-e", ".[test]")
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
 
@@ -197,9 +206,12 @@ def bench(session: nox.Session) -> None:
         "theine",
         "pydantic",
         "uvicorn",
+        "prometheus-client",
+        "opentelemetry-sdk",
     )
     session.run("python", "-m", "benchmarks.run", *session.posargs)
     session.run("python", "-m", "benchmarks.typed_and_fences")
     session.run("python", "-m", "benchmarks.tags")
     session.run("python", "-m", "benchmarks.http_cache")
+    session.run("python", "-m", "benchmarks.observability")
     session.run("python", "-m", "benchmarks.failover_latency", "--runs", "2")

@@ -67,6 +67,7 @@ from ._fastapi_models import (
 )
 from ._http_cache import CachedEndpoint, cache_response, invalidate_response
 from ._http_rules import response_key
+from ._metrics_route import add_metrics_route
 
 __all__ = [
     "CachedEndpoint",
@@ -246,6 +247,8 @@ def create_cache_router(
     event_namespaces: Iterable[str] = (),
     events_dependency: Callable[..., Any] | None = None,
     heartbeat: float = DEFAULT_HEARTBEAT,
+    metrics: bool = False,
+    metrics_dependency: Callable[..., Any] | None = None,
 ) -> APIRouter:
     """An ``APIRouter`` with the cache's admin routes under ``prefix`` (default ``/cache``).
 
@@ -261,8 +264,12 @@ def create_cache_router(
       streams (the cache needs ``events=True``); without them the route does not
       exist. ``events_dependency``: its auth (the app's own, for browsers), instead of
       the admin auth. ``heartbeat``: seconds of silence before a keep-alive comment.
+    - ``metrics``: serve ``GET /cache/metrics`` for Prometheus (the ``prometheus``
+      extra), on the admin auth or ``metrics_dependency`` (a scraper's own, instead).
     """
     public = public_namespaces(event_namespaces)
+    if metrics_dependency is not None and not metrics:
+        raise ConfigurationError("metrics_dependency= is the auth of metrics=True's route")
     if isinstance(heartbeat, bool) or not (
         isinstance(heartbeat, (int, float)) and 0 < heartbeat < math.inf
     ):
@@ -446,5 +453,9 @@ def create_cache_router(
     if public:
         events_auth = [Depends(events_dependency)] if events_dependency is not None else admin
         add_events_route(router, cache, public, float(heartbeat), events_auth, _AUTH_ERRORS)
+
+    if metrics:
+        metrics_auth = [Depends(metrics_dependency)] if metrics_dependency is not None else admin
+        add_metrics_route(router, cache, metrics_auth, _AUTH_ERRORS)
 
     return router
