@@ -601,6 +601,22 @@ async def test_a_client_that_leaves_leaves_nothing_running(
                 await eventually(back_to_idle, timeout=10)
 
 
+@pytest.mark.redis
+async def test_an_invalidation_made_once_the_headers_arrive_reaches_the_client(
+    redis_url: str, prefix: str, writer: FallbackCache, tmp_path: Path
+) -> None:
+    """EventSource counts the stream as open when the headers arrive: the server has
+    joined the fan-out and knows where its reader starts before it sends them."""
+    with running(redis_url, prefix, tmp_path / "uvicorn.log") as server:
+        async with http_client() as client:
+            for i in range(10):  # each time the first listener: the reader starts anew
+                async with sse(client, server.url + "/cache/events", AUTH) as stream:
+                    assert stream.response.status_code == 200
+                    await writer.invalidate(f"user:first-{i}")
+                    frame = await stream.next()
+                    assert frame.json()["keys"] == [f"user:first-{i}"]
+
+
 async def _blocked_reads(client: redis_asyncio.Redis) -> int:
     """How many connections are in a blocking XREAD right now."""
     clients = await client.client_list()

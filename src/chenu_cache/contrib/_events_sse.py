@@ -18,7 +18,6 @@ import json
 import logging
 import re
 from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import anyio
@@ -42,6 +41,7 @@ _EVENT_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
 _MAX_ID_PART = 2**64 - 1  # a stream id is two unsigned 64-bit numbers
 _KEEP_ALIVE = b": keep-alive\n\n"
 _CLOSE_TIMEOUT = 5.0  # seconds the clean-up of a finished stream may take at most
+_READY_WAIT = 1.0  # seconds a new connection waits for the reader's starting point
 
 
 def public_namespaces(namespaces: Iterable[str]) -> frozenset[str]:
@@ -146,8 +146,8 @@ class EventHub:
     """Follows a cache's event stream while at least one connection listens, and hands
     every event to each of them.
 
-    The reader starts from the newest event when the first connection subscribes, and
-    stops when the last one leaves. ``ready`` is set once its starting point is known:
+    The reader starts from the newest event when the first connection joins, and stops
+    when the last one leaves. ``ready`` is set once its starting point is known:
     a connection that resumes from an id replays the stream up to its end only after
     that, so no event falls between its replay and the fan-out. ``dropped`` counts the
     connections dropped for being too slow.
@@ -165,20 +165,21 @@ class EventHub:
     def listeners(self) -> int:
         return len(self._subscribers)
 
-    @asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[Subscriber]:
+    def join(self) -> Subscriber:
+        """A new connection's place in the fan-out; the reader starts if it is not running."""
         subscriber = Subscriber(self._queue_size)
         self._subscribers.add(subscriber)
         if self._task is None:
             self.ready = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._follow(self.ready))
-        try:
-            yield subscriber
-        finally:
-            self._subscribers.discard(subscriber)
-            if not self._subscribers and self._task is not None:
-                self._task.cancel()
-                self._task = None
+        return subscriber
+
+    def leave(self, subscriber: Subscriber) -> None:
+        """The connection is over; the reader stops with the last one."""
+        self._subscribers.discard(subscriber)
+        if not self._subscribers and self._task is not None:
+            self._task.cancel()
+            self._task = None
 
     async def _follow(self, ready: asyncio.Event) -> None:
         try:
@@ -201,11 +202,11 @@ class EventHub:
 
 
 async def _events_after(
-    hub: EventHub, cache: FallbackCache, since: str | None
+    hub: EventHub, subscriber: Subscriber, cache: FallbackCache, since: str | None
 ) -> AsyncIterator[CacheEvent]:
     """A connection's events: the stream after ``since`` up to its end, then the
     fan-out's, without the ones the replay already gave."""
-    async with hub.subscribe() as subscriber:
+    try:
         await hub.ready.wait()
         last: tuple[int, int] | None = None
         if since is not None:
@@ -222,6 +223,8 @@ async def _events_after(
                 if seen is not None and seen <= last:
                     continue
             yield shared
+    finally:
+        hub.leave(subscriber)
 
 
 async def _next_event(events: AsyncIterator[CacheEvent]) -> CacheEvent | None:
@@ -372,8 +375,20 @@ def add_events_route(
                     "message": "events() needs FallbackCache(..., events=True)",
                 },
             )
+        # Joined, and the reader's starting point known, before the headers go out: a
+        # browser counts the stream as open when they arrive, and an invalidation made
+        # after that must reach it. Not waited for long: during an outage the reader
+        # waits for Redis, and nothing is published meanwhile anyway.
+        subscriber = hub.join()
+        try:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(hub.ready.wait(), _READY_WAIT)
+        except BaseException:
+            hub.leave(subscriber)
+            raise
+        events = _events_after(hub, subscriber, cache, after)
         return StreamingResponse(
-            _event_stream(_events_after(hub, cache, after), request, public, heartbeat),
+            _event_stream(events, request, public, heartbeat),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
