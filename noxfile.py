@@ -182,14 +182,20 @@ def redis_oldest(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
 
 
-@nox.session(python=False)
+@nox.session(python="3.11")
 def js(session: nox.Session) -> None:
-    """The React package (js/react): installed from its lockfile, type-checked, unit-tested
-    and built, with the machine's Node and npm (README's two frontend commands)."""
+    """The React package (js/react) with the machine's Node and npm: installed from its
+    lockfile, type-checked and unit-tested (README's two frontend commands), built, then
+    its example page tested in Debian's Chromium against examples/fastapi_app.py on a
+    throw-away Redis (the app runs on this session's Python)."""
+    session.install("-e", ".[test]")
+    python = session.run("python", "-c", "import sys; print(sys.executable)", silent=True)
+    assert isinstance(python, str)
     session.chdir("js/react")
     session.run("npm", "ci", "--no-audit", "--no-fund", external=True)
     session.run("npm", "test", external=True)
     session.run("npm", "run", "build", external=True)
+    session.run("npm", "run", "e2e", external=True, env={"CHENU_E2E_PYTHON": python.strip()})
 
 
 @nox.session(python="3.11")
