@@ -43,7 +43,7 @@ from .backends.redis import RedisBackend
 from .events import CacheEvent
 from .exceptions import BackendError, CacheTypeError, CommandRefusedError, ConfigurationError
 from .serializers import DEFAULT_MAX_VALUE_SIZE, Codec, Serializer
-from .stats import CacheStatistics, Counters, HealthReport
+from .stats import CacheStatistics, Counters, HealthReport, LoadDurations
 
 __all__ = ["ENV_REDIS_URL", "FallbackCache"]
 
@@ -520,6 +520,11 @@ class FallbackCache(Reads):
         (``usedMemory``, ``connectedClients``: ``None`` here).
         """
         return snapshot(self._failover, self._counters, self._loader)
+
+    def load_durations(self) -> LoadDurations:
+        """How long this cache's loader runs took, as a histogram (`LoadDurations`): what
+        a metrics exporter reads along with `statistics()`."""
+        return self._counters.load_durations()
 
     async def get_statistics(self) -> CacheStatistics:
         """A snapshot of counters and Redis's own figures; ``.to_dict()`` is SPEC §7's JSON."""

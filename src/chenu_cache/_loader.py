@@ -342,7 +342,9 @@ class Loader:
                 value = await value
         except Exception:
             counters.loader_errors += 1
+            counters.observe_load(max(0.0, self._clock() - started))
             raise
+        counters.observe_load(max(0.0, self._clock() - started))
         cache_if = load.cache_if
         if cache_if is not None and not cache_if(value):
             counters.not_cached += 1

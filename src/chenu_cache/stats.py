@@ -26,6 +26,7 @@ from the source, and are empty where it is not shipped.
 from __future__ import annotations
 
 import ast
+import bisect
 import dataclasses
 import functools
 import inspect
@@ -37,11 +38,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 __all__ = [
+    "LOAD_BUCKETS",
     "CacheStatistics",
     "Counters",
     "FailoverStatistics",
     "HealthReport",
     "JsonKey",
+    "LoadDurations",
     "LoaderStatistics",
     "MemoryStatistics",
     "NamespaceStatistics",
@@ -50,6 +53,10 @@ __all__ = [
 
 NO_NAMESPACE = "(none)"
 """Statistics bucket for keys without a namespace."""
+
+LOAD_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Upper bounds (seconds) of the load-duration histogram's buckets; one more bucket
+holds what took longer."""
 
 
 def _rate(hits: int, misses: int) -> float:
@@ -68,6 +75,8 @@ class Counters:
         "command_errors",
         "decode_errors",
         "fenced",
+        "load_counts",
+        "load_seconds",
         "loader_calls",
         "loader_errors",
         "namespaces",
@@ -90,6 +99,8 @@ class Counters:
         self.tag_invalidations = 0
         self.stale_served = 0
         self.namespaces: dict[str, list[int]] = {}
+        self.load_counts = [0] * (len(LOAD_BUCKETS) + 1)
+        self.load_seconds = 0.0
 
     def slot(self, namespace: str | None) -> list[int]:
         """The ``[hits, misses]`` counters of ``namespace`` (``None``: no namespace)."""
@@ -99,6 +110,18 @@ class Counters:
             slot = self.namespaces[name] = [0, 0]
         return slot
 
+    def observe_load(self, seconds: float) -> None:
+        """Count one loader run that took ``seconds`` (on a miss: never on the hit path)."""
+        self.load_counts[bisect.bisect_left(LOAD_BUCKETS, seconds)] += 1
+        self.load_seconds += seconds
+
+    def load_durations(self) -> LoadDurations:
+        return LoadDurations(
+            bounds=LOAD_BUCKETS,
+            counts=tuple(self.load_counts),
+            total_seconds=self.load_seconds,
+        )
+
     @property
     def hits(self) -> int:
         return sum(slot[0] for slot in self.namespaces.values())
@@ -106,6 +129,37 @@ class Counters:
     @property
     def misses(self) -> int:
         return sum(slot[1] for slot in self.namespaces.values())
+
+
+@dataclass(frozen=True)
+class LoadDurations:
+    """How long loader runs took (``get_or_set`` factories, ``@cache`` functions,
+    background refreshes; failed runs included): a histogram for metrics exporters.
+
+    ``counts[i]`` is the number of runs that took at most ``bounds[i]`` seconds and more
+    than ``bounds[i - 1]``; the last count, the runs longer than ``bounds[-1]``. Not part
+    of the statistics JSON (SPEC §7).
+    """
+
+    bounds: tuple[float, ...]
+    """The buckets' upper bounds, in seconds (`LOAD_BUCKETS`)."""
+    counts: tuple[int, ...]
+    """Runs per bucket, one more than ``bounds``: the last, runs longer than all."""
+    total_seconds: float
+    """The time all runs took together."""
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """``(upper bound, runs at most that long)`` pairs, ending with ``inf``: the
+        shape Prometheus and OpenTelemetry histograms take."""
+        pairs, running = [], 0
+        for bound, count in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            running += count
+            pairs.append((bound, running))
+        return pairs
 
 
 # -- the declarations and what is generated from them ------------------------------------

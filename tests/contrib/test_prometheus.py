@@ -534,7 +534,9 @@ def test_every_numeric_statistic_is_exported_or_deliberately_not() -> None:
     numeric = _numeric_keys()
     assert numeric == set(EXPORTED) | NOT_EXPORTED
     assert set(EXPORTED.values()) <= set(METRIC_NAMES)
-    assert set(EXPORTED.values()) | {"chenu_cache_statistics_up"} == set(METRIC_NAMES)
+    # Not from CacheStatistics: whether the snapshot was read, and cache.load_durations().
+    extra = {"chenu_cache_statistics_up", "chenu_cache_load_duration_seconds"}
+    assert set(EXPORTED.values()) | extra == set(METRIC_NAMES)
 
 
 def test_the_docs_list_every_metric() -> None:
@@ -576,3 +578,36 @@ def test_core_never_imports_prometheus_client() -> None:
     code = "import sys, chenu_cache; assert 'prometheus_client' not in sys.modules; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+async def test_load_durations_are_a_histogram() -> None:
+    """Each loader run, failed ones too, lands in one bucket of the histogram."""
+
+    async def slow() -> str:
+        await asyncio.sleep(0.03)
+        return "loaded"
+
+    async def broken() -> str:
+        raise RuntimeError("the database is down")
+
+    async with FallbackCache(read_env=False) as cache:
+        registry = CollectorRegistry()
+        register(cache, registry)
+        assert value(scrape(registry), "chenu_cache_load_duration_seconds_count") == 0
+        assert await cache.get_or_set("k", slow) == "loaded"
+        with pytest.raises(RuntimeError):
+            await cache.get_or_set("b", broken)
+        assert await cache.get_or_set("k", slow) == "loaded"  # a hit: no load
+        durations = cache.load_durations()
+        assert durations.count == 2
+        assert durations.total_seconds >= 0.025
+        samples = scrape(registry)
+        name = "chenu_cache_load_duration_seconds"
+        assert value(samples, name + "_count") == 2
+        assert value(samples, name + "_sum") == pytest.approx(durations.total_seconds)
+        assert value(samples, name + "_bucket", le="+Inf") == 2
+        # The slow run took at least 25 ms: not in the buckets below that.
+        assert value(samples, name + "_bucket", le="0.01") <= 1
+        buckets = [value(samples, name + "_bucket", le=repr(bound)) for bound in durations.bounds]
+        assert buckets == sorted(buckets)  # cumulative
+        assert "chenu_cache_load_duration_seconds" in METRIC_NAMES

@@ -30,7 +30,12 @@ import weakref
 from collections.abc import Mapping
 
 try:
-    from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+    from prometheus_client.metrics_core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        Metric,
+    )
     from prometheus_client.registry import REGISTRY, CollectorRegistry
 except ImportError as exc:  # pragma: no cover - exercised by hiding prometheus_client
     raise ImportError(
@@ -232,6 +237,22 @@ _FAMILIES: tuple[tuple[str, str, str, tuple[str, ...], str | None], ...] = (
 )
 
 
+LOAD_DURATION = "chenu_cache_load_duration_seconds"
+
+
+def _le(bound: float) -> str:
+    return "+Inf" if bound == float("inf") else repr(bound)
+
+
+def _durations_family() -> HistogramMetricFamily:
+    return HistogramMetricFamily(
+        LOAD_DURATION,
+        "How long loader runs took (get_or_set factories, decorated functions, "
+        "background refreshes; failed runs included)",
+        labels=("cache",),
+    )
+
+
 def _families() -> dict[str, GaugeMetricFamily | CounterMetricFamily]:
     made: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
     for name, text, kind, labels, _ in _FAMILIES:
@@ -340,7 +361,7 @@ class ChenuCacheCollector:
 
     def describe(self) -> list[Metric]:
         """The metric families this collector yields (what a registry checks for clashes)."""
-        return list(_families().values())
+        return [*_families().values(), _durations_family()]
 
     def collect(self) -> list[Metric]:
         """The metric families with one snapshot of each cache (called per scrape)."""
@@ -348,6 +369,7 @@ class ChenuCacheCollector:
             sources = list(self._sources.values())
         families = _families()
         up = families["chenu_cache_statistics_up"]
+        durations = _durations_family()
         for source in sources:
             stats = source.statistics()
             if stats is None:
@@ -356,7 +378,11 @@ class ChenuCacheCollector:
             up.add_metric([source.name], 1)
             with self._lock:  # the label bookkeeping, if two scrapes overlap
                 _add(families, source, stats)
-        return list(families.values())
+            # A copy of a few integers, safe from any thread: no need for the loop.
+            loads = source.cache.load_durations()
+            buckets = [(_le(bound), count) for bound, count in loads.cumulative()]
+            durations.add_metric([source.name], buckets, loads.total_seconds)
+        return [*families.values(), durations]
 
 
 _registered: weakref.WeakKeyDictionary[CollectorRegistry, ChenuCacheCollector] = (
@@ -408,7 +434,8 @@ def unregister(name: str = "default", registry: CollectorRegistry = REGISTRY) ->
             del _registered[registry]
 
 
-METRIC_NAMES: tuple[str, ...] = tuple(
-    name + ("_total" if kind == "counter" else "") for name, _, kind, _, _ in _FAMILIES
+METRIC_NAMES: tuple[str, ...] = (
+    *(name + ("_total" if kind == "counter" else "") for name, _, kind, _, _ in _FAMILIES),
+    LOAD_DURATION,
 )
 """The sample names this module exposes (counters with their ``_total``)."""
