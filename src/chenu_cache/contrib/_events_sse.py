@@ -195,10 +195,13 @@ class EventHub:
             logger.warning("chenu_cache: the event stream ended: %s", exc)
         finally:
             ready.set()  # nobody may wait for a reader that is gone
-            for subscriber in tuple(self._subscribers):
-                subscriber.end()
+            # A reader stopped by leave() has been replaced (or is not needed): the
+            # connections there now belong to its successor. One that ended by itself
+            # ends its connections, which reconnect to a new one.
             if self._task is asyncio.current_task():
                 self._task = None
+                for subscriber in tuple(self._subscribers):
+                    subscriber.end()
 
 
 async def _events_after(
