@@ -21,6 +21,9 @@ class TcpProxy:
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
+        # Round trips: bursts of client data, each after the server's last reply (a
+        # pipeline is one; commands that wait for each other's replies are one each).
+        self.round_trips = 0
 
     @property
     def url(self) -> str:
@@ -43,9 +46,10 @@ class TcpProxy:
                     return
             up_reader, up_writer = await asyncio.open_connection(*self.target)
             self._writers.add(up_writer)
+            turn = [True]  # whether the server spoke last (as if so before the first request)
             pumps = [
-                asyncio.ensure_future(self._pump(reader, up_writer)),
-                asyncio.ensure_future(self._pump(up_reader, writer)),
+                asyncio.ensure_future(self._pump(reader, up_writer, turn, upstream=True)),
+                asyncio.ensure_future(self._pump(up_reader, writer, turn, upstream=False)),
             ]
             self._tasks.update(pumps)
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
@@ -57,7 +61,14 @@ class TcpProxy:
         finally:
             writer.close()
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        turn: list[bool],
+        *,
+        upstream: bool,
+    ) -> None:
         with contextlib.suppress(OSError, asyncio.CancelledError):
             while True:
                 data = await reader.read(65536)
@@ -65,6 +76,9 @@ class TcpProxy:
                     return
                 if self.cut_off:
                     continue  # dropped on the floor, as by a partition
+                if upstream and turn[0]:
+                    self.round_trips += 1
+                turn[0] = not upstream
                 writer.write(data)
                 await writer.drain()
 

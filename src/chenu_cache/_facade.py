@@ -411,9 +411,9 @@ class FallbackCache(Reads):
         """Delete one entry; return whether it existed."""
         full = self._key(key, namespace)
         self._loader.flights.forget(full.__eq__)
-        existed = await self._route.change(lambda b: b.delete(full), keys=(full,))
-        await self._publish("key", keys=(full,))
-        return existed
+        if self._events_maxlen:
+            return await self._delete_publishing("key", (full,)) > 0
+        return await self._route.change(lambda b: b.delete(full), keys=(full,))
 
     async def delete(self, key: str, namespace: str | None = None) -> bool:
         """Alias of `invalidate()`."""
@@ -425,9 +425,9 @@ class FallbackCache(Reads):
         if not full:
             return 0
         self._loader.flights.forget(set(full).__contains__)
-        removed = await self._route.change(lambda b: b.delete_many(full), keys=full)
-        await self._publish("keys", keys=tuple(full))
-        return removed
+        if self._events_maxlen:
+            return await self._delete_publishing("keys", tuple(full))
+        return await self._route.change(lambda b: b.delete_many(full), keys=full)
 
     async def invalidate_pattern(self, pattern: str) -> int:
         """Delete every entry whose logical key matches the Redis glob ``pattern``."""
@@ -460,6 +460,15 @@ class FallbackCache(Reads):
         removed = await self._route.change(lambda b: b.clear(), everything=True)
         await self._publish("clear")
         return removed
+
+    async def _delete_publishing(self, kind: str, keys: tuple[str, ...]) -> int:
+        # The deletion and its event in one round trip (SPEC §16) where the primary can.
+        event = CacheEvent(id="", kind=kind, time=self._clock(), origin=self._origin, keys=keys)
+        try:
+            return await self._route.delete_publishing(keys, event, self._events_maxlen)
+        except CommandRefusedError as exc:  # the event refused (an ACL): delete, say so once
+            self._decoder.refused("the event stream", exc)
+            return await self._route.change(lambda b: b.delete_many(keys), keys=keys)
 
     async def _publish(self, kind: str, **what: Any) -> None:
         maxlen = self._events_maxlen

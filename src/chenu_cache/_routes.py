@@ -122,6 +122,13 @@ class Route:
         if _events_of(self.fallback):
             await self.fallback.append_event(event.encode(), maxlen)
 
+    async def delete_publishing(self, keys: Sequence[str], event: CacheEvent, maxlen: int) -> int:
+        """Delete ``keys``, then publish ``event``: one round trip where the primary can
+        (`Primary`); a change and a publication as this route makes them elsewhere."""
+        removed = await self.change(lambda b: b.delete_many(keys), keys=keys)
+        await self.publish(event, maxlen)
+        return removed
+
     async def read_events(self, after: str, count: int, block: float) -> Events | None:
         """Events after ``after``; ``None`` while the log cannot be read (an outage)."""
         if _events_of(self.fallback):
@@ -325,6 +332,21 @@ class Primary(Route):
         except BackendError as exc:
             await self.failover.failed(exc)
             await self.failover.route.publish(event, maxlen)  # journaled for failback
+
+    async def delete_publishing(self, keys: Sequence[str], event: CacheEvent, maxlen: int) -> int:
+        primary = self.primary
+        if not _events_of(primary):
+            return await super().delete_publishing(keys, event, maxlen)
+        try:
+            removed = await primary.delete_publishing(keys, event.encode(), maxlen)
+        except BackendError as exc:
+            # Either half may have been done: the fallback route deletes and journals
+            # both again, and the event is published (replayed) at failback.
+            await self.failover.failed(exc)
+            return await self.failover.route.delete_publishing(keys, event, maxlen)
+        for key in keys:
+            self.failover.remember(key)
+        return removed
 
     async def read_events(self, after: str, count: int, block: float) -> Events | None:
         primary = self.primary

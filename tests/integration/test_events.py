@@ -16,6 +16,7 @@ import redis.asyncio as redis_asyncio
 from chenu_cache import CacheEvent, ConfigurationError, FallbackCache, InvalidKeyError
 from tests.conftest import DEPLOYMENTS, eventually
 from tests.redis_server import RedisServer
+from tests.tcp_proxy import TcpProxy
 
 
 async def collect(cache: FallbackCache, n: int, since: str | None = None) -> list[CacheEvent]:
@@ -184,6 +185,27 @@ async def test_an_event_costs_one_command_per_invalidation(
         return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
 
     assert (calls("unlink"), calls("xadd")) == (10, 10)
+
+
+async def test_a_deletion_and_its_event_take_one_round_trip(server: RedisServer) -> None:
+    """UNLINK and XADD go pipelined: an invalidation with events on costs the round trip
+    it costs without them (counted by a proxy between the cache and Redis)."""
+    proxy = TcpProxy("127.0.0.1", server.port)
+    await proxy.start()
+    try:
+        for events in (False, True):
+            async with FallbackCache(redis_url=proxy.url, events=events, read_env=False) as cache:
+                await cache.set("warm", 1)
+                before = proxy.round_trips
+                for i in range(10):
+                    await cache.invalidate(f"user:{i}")
+                await cache.delete_many(["a:1", "a:2", "a:3"])
+                assert proxy.round_trips - before == 11, events
+                if events:
+                    found = [e async for e in cache.events(since="0", wait=False)]
+                    assert [e.kind for e in found] == ["key"] * 10 + ["keys"]
+    finally:
+        await proxy.close()
 
 
 @pytest.mark.parametrize("memory_only", [False, True])

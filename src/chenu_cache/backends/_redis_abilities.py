@@ -41,6 +41,10 @@ class Abilities(SupportsEvents, SupportsFence, SupportsLock, SupportsTags):
     _hits: int
     _misses: int
 
+    if TYPE_CHECKING:
+
+        async def delete_many(self, keys: Sequence[str]) -> int: ...
+
     # -- locks (SupportsLock) --------------------------------------------------------
 
     async def acquire_lock(self, key: str, token: str, ttl: float) -> bool:
@@ -133,6 +137,22 @@ class Abilities(SupportsEvents, SupportsFence, SupportsLock, SupportsTags):
                 self._stream, {"e": data}, maxlen=maxlen, approximate=True
             )
         return found.decode() if isinstance(found, bytes) else str(found)
+
+    async def delete_publishing(self, keys: Sequence[str], data: bytes, maxlen: int) -> int:
+        # One round trip: UNLINK then XADD, pipelined, so a reader that hears of the event
+        # finds the keys gone. A Cluster spreads the keys over slots (and the stream
+        # lives in one): two steps there.
+        state = self._loops.here()
+        if state.cluster:
+            removed = await self.delete_many(keys)
+            await self.append_event(data, maxlen)
+            return removed
+        async with state.command:
+            pipe = state.client.pipeline(transaction=False)
+            pipe.unlink(*[self.prefix + k for k in keys])
+            pipe.xadd(self._stream, {"e": data}, maxlen=maxlen, approximate=True)
+            removed, _ = await pipe.execute()
+        return int(removed)
 
     async def read_events(self, after: str, count: int, block: float) -> list[tuple[str, bytes]]:
         # A blocking read counts against the socket timeout: a fifth of the operation

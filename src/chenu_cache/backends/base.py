@@ -208,6 +208,11 @@ class SupportsEvents(Protocol):
         """Append ``data``, keeping about the last ``maxlen`` events; return its id."""
         ...
 
+    async def delete_publishing(self, keys: Sequence[str], data: bytes, maxlen: int) -> int:
+        """Delete ``keys``, then append ``data`` (the event saying so), in one round trip
+        where the store allows; return how many keys existed."""
+        ...
+
     async def read_events(self, after: str, count: int, block: float) -> list[tuple[str, bytes]]:
         """Up to ``count`` events after ``after``, in order."""
         ...

@@ -125,6 +125,11 @@ class MemoryBackend(
             self._events.popleft()
         return f"{ms}-{seq}"
 
+    async def delete_publishing(self, keys: Sequence[str], data: bytes, maxlen: int) -> int:
+        removed = await self.delete_many(keys)
+        await self.append_event(data, maxlen)
+        return removed
+
     async def read_events(self, after: str, count: int, block: float) -> list[tuple[str, bytes]]:
         mark = _event_id(after)
         found = [(f"{ms}-{seq}", data) for ms, seq, data in self._events if (ms, seq) > mark]
