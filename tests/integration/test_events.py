@@ -235,3 +235,21 @@ async def test_a_backlog_read_ends_and_the_latest_id_starts_after_it(
     assert not off.events_enabled
     with pytest.raises(ConfigurationError):
         await off.latest_event_id()
+
+
+async def test_an_acl_that_refuses_xadd_still_lets_invalidations_through(
+    server: RedisServer, raw: redis_asyncio.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    await raw.acl_setuser(
+        "noevents", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", "-xadd"]
+    )
+    url = server.url.replace("redis://", "redis://noevents:pw@")
+    async with FallbackCache(redis_url=url, events=True, read_env=False) as cache:
+        for i in range(3):
+            await cache.set(f"user:{i}", i)
+            await cache.invalidate(f"user:{i}")
+            assert await cache.get(f"user:{i}") is None
+        assert cache.backend.name == "redis"  # refused is not an outage
+        assert cache.statistics().failover.failovers == 0
+    refused = [r for r in caplog.records if "event stream" in r.getMessage()]
+    assert len(refused) == 1  # said once
