@@ -296,6 +296,7 @@ class FallbackCache(Reads):
         if tags:
             checked = validate_tags(tags)
             data = stamp(data, checked, await self._route.tag_versions(checked, True))
+        self._loader.flights.discard(full)
         route = self._route
         write_nowait = route.write_nowait
         if write_nowait is not None:
@@ -311,6 +312,8 @@ class FallbackCache(Reads):
         for key, value in items.items():
             full, ns, _ = self._resolve(key, namespace)
             entries.append((full, self.codec.encode(value), self.namespaces.resolve(ttl, ns)))
+        for full, _, _ in entries:
+            self._loader.flights.discard(full)
         if entries:
             await self._route.write_many(entries)
 

@@ -109,6 +109,11 @@ class SingleFlight(Generic[T]):
         for key in [key for key in self._flights if match(key)]:
             del self._flights[key]
 
+    def discard(self, key: str) -> None:
+        """`forget` for one key, in O(1): a caller wrote it, so a load started before
+        that write must not answer the callers that come after it."""
+        self._flights.pop(key, None)
+
     async def cancel_all(self) -> None:
         """Cancel every running load and wait until they are gone (used by ``close()``)."""
         await cancel_tasks(list(self._flights.values()))

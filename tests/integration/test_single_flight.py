@@ -159,3 +159,43 @@ async def test_close_cancels_running_loads(redis_url: str, prefix: str) -> None:
     await cache.close()
     with pytest.raises(asyncio.CancelledError):
         await caller
+
+
+async def test_a_load_started_before_a_write_does_not_answer_callers_after_it(
+    any_cache: FallbackCache,
+) -> None:
+    """This process wrote v2 while a load of older data (v1) ran; once v2 is gone
+    (here: expired), a new caller must not be handed that load's v1."""
+    release = asyncio.Event()
+
+    async def old_load() -> str:
+        await release.wait()
+        return "v1"  # read from the database before the write below
+
+    first = asyncio.create_task(any_cache.get_or_set("k", old_load))
+
+    async def loading() -> bool:
+        return any_cache.statistics().loader.calls == 1
+
+    await eventually(loading)
+    await any_cache.set("k", "v2", ttl=0.05)
+    set_many = asyncio.create_task(any_cache.get_or_set("m", old_load))
+    await eventually(lambda: _calls(any_cache, 2))
+    await any_cache.set_many({"m": "v2"}, ttl=0.05)
+
+    async def expired() -> bool:
+        return await any_cache.get("k") is None and await any_cache.get("m") is None
+
+    await eventually(expired)
+    later = asyncio.create_task(any_cache.get_or_set("k", lambda: "v3"))
+    later_many = asyncio.create_task(any_cache.get_or_set("m", lambda: "v3"))
+    await asyncio.sleep(0)
+    release.set()
+    assert await later == "v3"
+    assert await later_many == "v3"
+    assert await first == "v1"  # its own caller gets what it loaded
+    assert await set_many == "v1"
+
+
+async def _calls(cache: FallbackCache, n: int) -> bool:
+    return cache.statistics().loader.calls == n
