@@ -28,6 +28,7 @@ CI_SESSIONS = [
     "redis_oldest",
     "wheel",
     "js",
+    "soak",
 ]
 """What `.ci/run` runs: `nox -s $(python -c 'import noxfile; print(*noxfile.CI_SESSIONS)')`."""
 
@@ -196,6 +197,19 @@ def js(session: nox.Session) -> None:
     session.run("npm", "test", external=True)
     session.run("npm", "run", "build", external=True)
     session.run("npm", "run", "e2e", external=True, env={"CHENU_E2E_PYTHON": python.strip()})
+
+
+@nox.session(python="3.11")
+def soak(session: nox.Session) -> None:
+    """The chaos soak (docs/reliability.md): 60 s, seeded, worker processes against a
+    Redis that is killed, stopped, partitioned, paused and flushed; any stale read or
+    exception to a caller fails it, printing the seed to replay."""
+    session.install("-e", ".[test]")
+    # `nox -s soak -- 600 2021`: seconds, then seed.
+    args = list(session.posargs)
+    seconds = args[0] if args else "60"
+    seed = args[1] if len(args) > 1 else "7"
+    session.run("python", "-m", "benchmarks.soak", "--seconds", seconds, "--seed", seed)
 
 
 @nox.session(python="3.11")
