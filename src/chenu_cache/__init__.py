@@ -11,6 +11,7 @@ from ._default import cache, cache_service
 from ._facade import FallbackCache
 from ._failover import Transition
 from ._namespaces import DEFAULT_NAMESPACES, NamespaceRegistry
+from ._near import NearCacheOptions
 from ._types import MISSING, NO_EXPIRY, TTL
 from .backends import Backend, BackendStats, MemoryBackend, RedisBackend, SupportsLock
 from .events import CacheEvent
@@ -69,6 +70,7 @@ __all__ = [
     "JsonSerializer",
     "MemoryBackend",
     "NamespaceRegistry",
+    "NearCacheOptions",
     "PickleSerializer",
     "RedisBackend",
     "SerializationError",

@@ -29,6 +29,7 @@ from ._keys import DEFAULT_MAX_KEY_LENGTH, NAMESPACE_SEPARATOR, Resolver
 from ._keys import validate_namespace as _validate_namespace
 from ._loader import Load, Loader, freshness_of
 from ._namespaces import DEFAULT_MAX_TTL, DEFAULT_TTL, NamespaceRegistry, to_seconds
+from ._near import NearCache, NearCacheOptions
 from ._reads import Reads
 from ._routes import Route, bump_on
 from ._statistics import gather, health_report, snapshot
@@ -58,6 +59,16 @@ T = TypeVar("T")
 D = TypeVar("D")
 
 
+def _near_cache(option: bool | NearCacheOptions) -> NearCache | None:
+    if isinstance(option, NearCacheOptions):
+        return NearCache(option)
+    if option is True:
+        return NearCache(NearCacheOptions())
+    if option is False:
+        return None
+    raise ConfigurationError("near_cache must be True, False or a NearCacheOptions")
+
+
 class FallbackCache(Reads):
     """Redis in front of your coroutines, with an in-process memory tier behind it.
 
@@ -80,6 +91,9 @@ class FallbackCache(Reads):
       still running after that returns its value but does not store it (SPEC §12).
     - ``events``: append every invalidation to a stream (about ``events_maxlen``
       long) that `events()` follows (SPEC §16; default off).
+    - ``near_cache``: keep entries read from Redis in process memory too, coherent
+      through Redis's invalidations (SPEC §13; ``True``, or `NearCacheOptions` for
+      its bounds and namespaces; default off).
     - ``clock``, ``rng``: the wall clock and random source of the freshness options
       (``time.time`` and ``random.random``; inject fakes in tests).
 
@@ -117,6 +131,7 @@ class FallbackCache(Reads):
         lease_ttl: float = DEFAULT_LEASE_TTL,
         events: bool = False,
         events_maxlen: int = 10_000,
+        near_cache: bool | NearCacheOptions = False,
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
     ) -> None:
@@ -157,6 +172,7 @@ class FallbackCache(Reads):
             journal_max_keys=journal_max_keys,
             recent_window=recent_window,
             on_transition=on_transition,
+            near=_near_cache(near_cache),
         )
         # The failover swaps the route on each transition: a call decides nothing.
         self._route: Route = self._failover.route
@@ -391,13 +407,15 @@ class FallbackCache(Reads):
             return await loader.get_or_set(full, slot, load)
         data = known = None
         if full not in loader.flights.running:  # while a load runs, reading is pointless
-            nowait = self._route.nowait
+            route = self._route
+            nowait = route.nowait
             if nowait is not None:
                 data = nowait(full)
-            elif tagged:  # the entry and its tags' versions: one round trip if possible
-                data, known = await loader.lookup_tagged(full, tagged)
-            else:
-                data = await loader.lookup(full)
+            if data is None and (nowait is None or not route.nowait_complete):
+                if tagged:  # the entry and its tags' versions: one round trip if possible
+                    data, known = await loader.lookup_tagged(full, tagged)
+                else:
+                    data = await loader.lookup(full)
             if data is not None:
                 value = self._decoder.value(full, data, None, kind)
                 if value is TAGGED:

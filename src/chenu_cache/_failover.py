@@ -25,8 +25,16 @@ from dataclasses import dataclass, field
 
 from ._glob import escape_glob
 from ._keys import NAMESPACE_SEPARATOR, namespace_of
+from ._near import NearCache
+from ._near_route import Near
 from ._routes import Direct, Gated, Journaling, Primary, Route
-from .backends.base import Backend, DeclaresRecentWindow, SupportsEvents, SupportsTags
+from .backends.base import (
+    Backend,
+    DeclaresRecentWindow,
+    SupportsEvents,
+    SupportsTags,
+    SupportsTracking,
+)
 from .events import CacheEvent
 from .exceptions import BackendError, CacheError
 from .stats import FailoverStatistics
@@ -214,8 +222,11 @@ class Failover:
         wall_clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        near: NearCache | None = None,
     ) -> None:
         self.fallback = fallback
+        self.near = near
+        """The near cache in front of the primary, if any: emptied at every switch."""
         self.primary: Backend | None = None
         self.active: Backend = fallback
         self.probe_interval = probe_interval
@@ -279,6 +290,8 @@ class Failover:
         # what it acknowledged last). A close() with nothing changed since owes nothing.
         owed = bool(self.journal) or (self.journaling and self.primary is not None)
         self.primary = primary
+        if self.near is not None:
+            self.near.attach(primary)
         self._owed = self._owed or primary is not None
         if primary is not None and not owed:
             self.active = primary
@@ -294,9 +307,17 @@ class Failover:
     def _switched(self) -> None:
         """Build the route of the state just entered, then tell the facade."""
         primary = self.primary
+        near = self.near
         route: Route
+        if near is not None:
+            # Whatever it held was read through the route being left: a failover's
+            # outage or a replay may have changed any of it.
+            near.flush()
         if primary is not None and self.active is primary:
-            route = Primary(self, primary)
+            if near is not None and isinstance(primary, SupportsTracking):
+                route = Near(self, primary, near)
+            else:
+                route = Primary(self, primary)
         elif self.gate is not None:
             route = Gated(self, self.gate)
         elif self.journaling:
@@ -529,6 +550,8 @@ class Failover:
     async def close(self) -> None:
         probe = self._probe
         self._stop_probe()
+        if self.near is not None:
+            await self.near.close()
         if probe is not None and probe.get_loop() is asyncio.get_running_loop():
             await asyncio.gather(probe, return_exceptions=True)
 

@@ -74,8 +74,14 @@ class Reads:
         """
         full, _, slot = self._resolve(key, namespace)
         kind = None if type is None else value_type(type)
-        nowait = self._route.nowait
-        data = nowait(full) if nowait is not None else await self._read(full)
+        route = self._route
+        nowait = route.nowait
+        if nowait is None:
+            data = await self._read(full)
+        else:
+            data = nowait(full)
+            if data is None and not route.nowait_complete:  # not near: ask Redis
+                data = await self._read(full)
         if data is not None:
             value = self._decoder.value(full, data, None, kind)
             if value is TAGGED:

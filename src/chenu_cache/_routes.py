@@ -55,6 +55,9 @@ class Route:
     name = "memory-only"
     lock: SupportsLock | None = None
     """A backend for the cross-process load lock, when this route has one."""
+    nowait_complete = True
+    """Whether ``nowait`` knows every entry (the memory tier: its miss is a miss) or
+    only some (the near cache: a miss must still ask the primary)."""
 
     def __init__(self, failover: Failover) -> None:
         self.failover = failover

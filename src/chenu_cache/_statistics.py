@@ -21,6 +21,7 @@ from .stats import (
     LoaderStatistics,
     MemoryStatistics,
     NamespaceStatistics,
+    NearCacheStatistics,
     RedisStatistics,
 )
 
@@ -66,6 +67,7 @@ def assemble(
     primary_configured: bool,
     primary_connected: bool,
     primary: BackendStats | None,
+    near: NearCacheStatistics | None = None,
 ) -> CacheStatistics:
     """The statistics object, from counters already gathered (this does no I/O)."""
     if memory is None:
@@ -103,6 +105,7 @@ def assemble(
             not_cached=counters.not_cached,
         ),
         failover=failover,
+        near_cache=near if near is not None else NearCacheStatistics(),
     )
 
 
@@ -130,6 +133,7 @@ def snapshot(
         primary_configured=primary is not None,
         primary_connected=primary is not None and failover.active is primary,
         primary=primary_stats,
+        near=failover.near.statistics() if failover.near is not None and primary else None,
     )
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "LoaderStatistics",
     "MemoryStatistics",
     "NamespaceStatistics",
+    "NearCacheStatistics",
     "RedisStatistics",
 ]
 
@@ -421,6 +422,45 @@ class MemoryStatistics(_Serialized):
 
 
 @dataclass(frozen=True)
+class NearCacheStatistics(_Serialized):
+    """The near cache (``near_cache=``; SPEC §13): copies of Redis entries in process
+    memory, kept coherent by Redis's invalidations."""
+
+    enabled: bool = False
+    """Whether the cache was built with a near cache (and has a primary to be near to)."""
+    tracking: bool = False
+    """Whether it serves right now: its tracking link is up and answered its last
+    heartbeat. While ``False`` every read goes to Redis."""
+    hits: int = 0
+    """Reads served from the near cache, with no round trip."""
+    misses: int = 0
+    """Reads that went to Redis and may be kept near."""
+    invalidations: int = 0
+    """Keys Redis reported changed (by any process, this one included)."""
+    flushes: int = 0
+    """Times it was emptied: tracking lost or re-established, a FLUSHDB, a failover or
+    failback, a Cluster topology change."""
+    evictions: int = 0
+    """Entries dropped, least recently used first, to stay within its bounds."""
+    bypassed: int = 0
+    """Reads that went to Redis without being kept, because coherence could not be
+    vouched for at the time."""
+    size: int = 0
+    """Entries held now."""
+    bytes: int = 0
+    """Bytes held now: keys, values and bookkeeping."""
+    links: int = 0
+    """Tracking connections open now (one per primary)."""
+    last_error: str | None = None
+    """Why the tracking link last went down (``"Type: message"``); ``None`` if never."""
+
+    @property
+    def hit_rate(self) -> float:
+        """Hits over reads that reached it, rounded to 4 places; 0.0 before any."""
+        return _rate(self.hits, self.misses)
+
+
+@dataclass(frozen=True)
 class LoaderStatistics(_Serialized):
     """What ``get_or_set`` and ``@cache`` did on misses."""
 
@@ -521,6 +561,8 @@ class CacheStatistics(_Serialized):
     """``hits`` and ``misses`` split by namespace; keys without one under ``"(none)"``."""
     loader: LoaderStatistics = field(default_factory=lambda: LoaderStatistics(0, 0, 0))
     """What loads on misses did."""
+    near_cache: NearCacheStatistics = field(default_factory=NearCacheStatistics)
+    """The near cache in front of Redis (``enabled: false`` without one)."""
     failover: FailoverStatistics = field(
         default_factory=FailoverStatistics, metadata={"flatten": True}
     )

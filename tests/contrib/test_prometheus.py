@@ -495,6 +495,15 @@ EXPORTED = {
     "loader.staleServed": "chenu_cache_stale_served_total",
     "loader.fenced": "chenu_cache_loads_fenced_total",
     "loader.notCached": "chenu_cache_loads_not_cached_total",
+    "nearCache.hits": "chenu_cache_near_hits_total",
+    "nearCache.misses": "chenu_cache_near_misses_total",
+    "nearCache.bypassed": "chenu_cache_near_bypassed_total",
+    "nearCache.invalidations": "chenu_cache_near_invalidations_total",
+    "nearCache.flushes": "chenu_cache_near_flushes_total",
+    "nearCache.evictions": "chenu_cache_near_evictions_total",
+    "nearCache.size": "chenu_cache_near_entries",
+    "nearCache.bytes": "chenu_cache_near_bytes",
+    "nearCache.tracking": "chenu_cache_near_tracking",
 }
 NOT_EXPORTED = {
     # Ratios: Prometheus computes them from the counters, over any window.
@@ -502,6 +511,10 @@ NOT_EXPORTED = {
     "memory.hitRate",
     "namespaces.hitRate",
     "hitRate",
+    "nearCache.hitRate",
+    # Configuration, not a measurement; links: 1 per primary while tracking is 1.
+    "nearCache.enabled",
+    "nearCache.links",
     # Sums or copies of exported series.
     "hits",
     "misses",

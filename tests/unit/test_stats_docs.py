@@ -68,7 +68,7 @@ STATISTICS = [cls for cls in DATACLASSES if hasattr(cls, "json_keys")]
 
 
 def test_the_statistics_classes_are_found() -> None:
-    assert len(STATISTICS) == 7
+    assert len(STATISTICS) == 8
     assert {CacheStatistics, HealthReport, FailoverStatistics} <= set(STATISTICS)
 
 

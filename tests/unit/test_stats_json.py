@@ -57,7 +57,10 @@ EXPECTED_STATISTICS = (
     '"tagInvalidations": 9, "namespaces": {"(none)": {"hits": 12, '
     '"misses": 3, "hitRate": 0.8}, "user": {"hits": 40, "misses": 5, "hitRate": 0.8889}}, '
     '"loader": {"calls": 8, "errors": 1, "coalesced": 49, "refreshes": 2, '
-    '"refreshFailures": 1, "staleServed": 1, "fenced": 3, "notCached": 5}}'
+    '"refreshFailures": 1, "staleServed": 1, "fenced": 3, "notCached": 5}, '
+    '"nearCache": {"enabled": false, "tracking": false, "hits": 0, "misses": 0, '
+    '"invalidations": 0, "flushes": 0, "evictions": 0, "bypassed": 0, "size": 0, '
+    '"bytes": 0, "links": 0, "lastError": null, "hitRate": 0.0}}'
 )
 
 
@@ -88,6 +91,7 @@ def test_the_top_level_key_order_is_pinned() -> None:
         "tagInvalidations",
         "namespaces",
         "loader",
+        "nearCache",
     ]
 
 

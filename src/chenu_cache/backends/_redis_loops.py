@@ -112,6 +112,7 @@ class LoopState:
         self.claim = client.register_script(scripts.CLAIM)
         self.fill = client.register_script(scripts.FILL)
         self.get_with_versions = client.register_script(scripts.GET_WITH_VERSIONS)
+        self.get_with_ttl = client.register_script(scripts.GET_WITH_TTL)
         self.get_batcher: Batcher[str, bytes | None] | None = None
         self.set_batcher: Batcher[Item, None] | None = None
         if batch is not None:

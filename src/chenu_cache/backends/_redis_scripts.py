@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CLAIM", "FILL", "GET_WITH_VERSIONS", "RELEASE_LOCK"]
+__all__ = ["CLAIM", "FILL", "GET_WITH_TTL", "GET_WITH_VERSIONS", "RELEASE_LOCK"]
 
 # Compare-and-delete: a holder whose lock lapsed must not release its successor's.
 RELEASE_LOCK = """
@@ -53,6 +53,22 @@ GET_WITH_VERSIONS = """
 local found = {redis.call("get", KEYS[1])}
 for i = 2, #KEYS do
     found[i] = redis.call("get", KEYS[i])
+end
+return found
+"""
+
+# The near cache's read (SPEC §13): each key's value and its remaining milliseconds, read
+# at the same instant, so a local copy never outlives the entry. Absent: nil, -2.
+GET_WITH_TTL = """
+local found = {}
+for i = 1, #KEYS do
+    local value = redis.call("get", KEYS[i])
+    found[2 * i - 1] = value
+    if value then
+        found[2 * i] = redis.call("pttl", KEYS[i])
+    else
+        found[2 * i] = -2
+    end
 end
 return found
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,9 @@ __all__ = [
     "SupportsLock",
     "SupportsNowait",
     "SupportsStatsNowait",
+    "SupportsTracking",
+    "Tracking",
+    "TrackingSink",
 ]
 
 
@@ -257,4 +261,70 @@ class SupportsStatsNowait(Protocol):
 
     def stats_nowait(self) -> BackendStats:
         """This process's counters for the backend, without asking any server."""
+        ...
+
+
+class TrackingSink(Protocol):
+    """What a `Tracking` reports to: the near cache (SPEC §13)."""
+
+    def tracking_up(self, coherent_until: float) -> None:
+        """Every change from now on will be reported: start empty; coherent until that
+        `time.monotonic` instant unless extended."""
+
+    def tracking_extended(self, coherent_until: float) -> None:
+        """Every change made before a heartbeat was reported: coherent until then."""
+
+    def tracking_down(self) -> None:
+        """Changes may go unreported: empty, and bypass until `tracking_up`."""
+
+    def invalidated(self, keys: list[str] | None) -> None:
+        """These logical keys changed (``None``: any may have, after a FLUSHDB)."""
+
+
+class Tracking(Protocol):
+    """A running link that reports every change under some prefixes to a sink."""
+
+    up: bool
+    """Whether every link tracks now."""
+    links: int
+    """Connections tracking now (one per primary)."""
+    last_error: str | None
+    """Why the link last went down (``"Type: message"``), if it ever did."""
+    sink: TrackingSink
+    """Where it reports."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop it runs on, once started."""
+
+    def start(self) -> None:
+        """Begin, on the running event loop; never raises for a server that is down."""
+
+    def running(self) -> bool:
+        """Whether it still runs on a live event loop."""
+
+    async def close(self) -> None:
+        """Stop, and report `TrackingSink.tracking_down`."""
+
+
+@runtime_checkable
+class SupportsTracking(Protocol):
+    """An optional ability: server-assisted change tracking, for a near cache.
+
+    ``get_with_ttl`` reads a value and its remaining time to live atomically
+    (``(None, None)`` when absent; a TTL of ``None``: no expiry).
+    """
+
+    def tracking(self, sink: TrackingSink, prefixes: Sequence[str], heartbeat: float) -> Tracking:
+        """A `Tracking` of the logical key ``prefixes`` (``""``: every key), not started."""
+        ...
+
+    async def get_with_ttl(self, key: str) -> tuple[bytes | None, float | None]:
+        """`Backend.get` with the entry's remaining seconds, read at the same instant."""
+        ...
+
+    async def get_many_with_ttl(
+        self, keys: Sequence[str]
+    ) -> list[tuple[bytes | None, float | None]]:
+        """`get_with_ttl` of each key, in one round trip where the store allows."""
         ...

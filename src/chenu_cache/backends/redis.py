@@ -24,6 +24,7 @@ from ._clients import client_from_url
 from ._redis_abilities import Abilities, px
 from ._redis_info import human_size, info_total
 from ._redis_loops import LoopState, LoopStates
+from ._redis_near import NearAbilities
 from ._sentinel import PrimaryWatch
 from .base import Backend, BackendStats, SupportsStatsNowait
 
@@ -67,7 +68,7 @@ def _node_cursor(cursors: Any) -> int:
     return int(cursors)
 
 
-class RedisBackend(Abilities, Backend, SupportsStatsNowait):
+class RedisBackend(Abilities, NearAbilities, Backend, SupportsStatsNowait):
     """Redis as a `Backend`, under a key prefix.
 
     Build it from a URL (``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``,

@@ -1,0 +1,119 @@
+"""What RedisBackend gives a near cache (`SupportsTracking`): reads with their TTL, and
+a tracking link to each primary (`_tracking.Tracker`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from ._tracking import Endpoint, Tracker, endpoint_from
+from .base import SupportsTracking, TrackingSink
+
+if TYPE_CHECKING:
+    from redis.asyncio import RedisCluster
+
+    from ._redis_loops import LoopState, LoopStates
+
+__all__ = ["NearAbilities"]
+
+
+def _seconds(millis: object) -> float | None:
+    """PTTL's answer as seconds to live: ``None`` without expiry; 0 when gone."""
+    value = int(cast("int", millis))
+    if value == -1:
+        return None
+    return max(value, 0) / 1000
+
+
+def _without_overlap(prefixes: Sequence[bytes]) -> list[bytes]:
+    """BCAST refuses a prefix that contains another: keep the shortest of each family."""
+    kept: list[bytes] = []
+    for prefix in sorted(set(prefixes)):
+        if not any(prefix.startswith(shorter) for shorter in kept):
+            kept.append(prefix)
+    return kept
+
+
+class NearAbilities(SupportsTracking):
+    """Mixed into `RedisBackend`, which provides the attributes declared here."""
+
+    prefix: str
+    operation_timeout: float
+    _loops: LoopStates
+    _hits: int
+    _misses: int
+
+    async def get_with_ttl(self, key: str) -> tuple[bytes | None, float | None]:
+        return (await self.get_many_with_ttl((key,)))[0]
+
+    async def get_many_with_ttl(
+        self, keys: Sequence[str]
+    ) -> list[tuple[bytes | None, float | None]]:
+        if not keys:
+            return []
+        state = self._loops.here()
+        physical = [self.prefix + k for k in keys]
+        if state.cluster and len(physical) > 1:  # keys spread over slots: one script each
+            replies = await asyncio.gather(*(self._script(state, [key]) for key in physical))
+            flat = [item for reply in replies for item in reply]
+        else:
+            flat = await self._script(state, physical)
+        found: list[tuple[bytes | None, float | None]] = []
+        for i in range(0, len(flat), 2):
+            value = cast("bytes | None", flat[i])
+            found.append((value, _seconds(flat[i + 1]) if value is not None else None))
+        hits = sum(1 for value, _ in found if value is not None)
+        self._hits += hits
+        self._misses += len(found) - hits
+        return found
+
+    async def _script(self, state: LoopState, physical: list[str]) -> list[object]:
+        async with state.command:
+            reply = await state.get_with_ttl(keys=physical)
+        return cast("list[object]", reply)
+
+    def tracking(self, sink: TrackingSink, prefixes: Sequence[str], heartbeat: float) -> Tracker:
+        state = self._loops.here()
+        client: Any = state.client
+        physical = _without_overlap([(self.prefix + p).encode() for p in prefixes])
+        timeout = max(self.operation_timeout, 0.25)
+        if state.cluster:
+            cluster = cast("RedisCluster", client)
+
+            async def primaries() -> list[Endpoint]:
+                await cluster.initialize()
+                return [
+                    endpoint_from(node.connection_kwargs, node.host, int(node.port))
+                    for node in cluster.get_primaries()
+                ]
+
+            def topology() -> frozenset[str]:
+                return frozenset(node.name for node in cluster.get_primaries())
+
+            return Tracker(
+                sink,
+                endpoints=primaries,
+                prefixes=physical,
+                strip=len(self.prefix.encode()),
+                heartbeat=heartbeat,
+                timeout=timeout,
+                topology=topology,
+            )
+        pool = client.connection_pool
+        kwargs = dict(pool.connection_kwargs)
+
+        async def primary() -> list[Endpoint]:
+            if getattr(pool, "sentinel_manager", None) is not None:  # ask the sentinels
+                host, port = await pool.get_master_address()
+                return [endpoint_from(kwargs, str(host), int(port))]
+            return [endpoint_from(kwargs)]
+
+        return Tracker(
+            sink,
+            endpoints=primary,
+            prefixes=physical,
+            strip=len(self.prefix.encode()),
+            heartbeat=heartbeat,
+            timeout=timeout,
+        )
