@@ -64,6 +64,8 @@ class Pair:
     write: Write
     keys: list[str]
     versions: dict[str, int] = field(default_factory=dict)
+    """The latest version of each key whose write was acknowledged."""
+    attempted: dict[str, int] = field(default_factory=dict)
     stale: list[tuple[str, object, int]] = field(default_factory=list)
     reads: int = 0
     write_errors: int = 0
@@ -72,10 +74,10 @@ class Pair:
     async def write_all(self) -> float:
         """Write the next version of every key; return when the last write returned."""
         for key in self.keys:
-            version = self.versions.get(key, 0) + 1
+            version = self.attempted[key] = self.attempted.get(key, 0) + 1
             try:
                 await self.write(key, self.codec.encode(version))
-            except Exception:  # a server down: not acknowledged, not expected
+            except Exception:  # not acknowledged: it may or may not have been written
                 self.write_errors += 1
                 continue
             self.versions[key] = version
@@ -83,13 +85,18 @@ class Pair:
 
     async def read_all(self, times: int = 3) -> None:
         """Read every key ``times`` times (the first may miss the near cache, the others
-        hit it); each must be the latest version or a miss."""
+        hit it); each must be a miss or at least the latest acknowledged version."""
         for _ in range(times):
             for key in self.keys:
                 got = await self.reader.get(key, default=MISSING)
                 self.reads += 1
-                if got is not MISSING and got != self.versions.get(key):
-                    self.stale.append((key, got, self.versions.get(key, 0)))
+                latest = self.versions.get(key)
+                if got is MISSING or latest is None:
+                    continue
+                # Older than the acknowledged version is stale; newer can only be one
+                # whose write failed on the way back.
+                if not isinstance(got, int) or got < latest:
+                    self.stale.append((key, got, latest))
 
     async def round(self) -> None:
         written = await self.write_all()

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
 from chenu_cache import MISSING, FallbackCache
 from tests.conftest import eventually
-from tests.deployments import Cluster, SentinelSetup, cli_binary
+from tests.deployments import Cluster, SentinelSetup
 
 pytestmark = pytest.mark.redis
 
@@ -88,28 +87,6 @@ async def on_redis(cache: FallbackCache, timeout: float = 30.0) -> None:
         return cache.backend.name == "redis"
 
     await eventually(check, timeout=timeout)
-
-
-@pytest.fixture
-def cluster(redis_server_binary_path: str) -> Iterator[Cluster]:
-    if cli_binary(redis_server_binary_path) is None:
-        pytest.fail("redis-cli is needed for the cluster tests")
-    deployment = Cluster(redis_server_binary_path)
-    try:
-        deployment.start()
-        yield deployment
-    finally:
-        deployment.close()
-
-
-@pytest.fixture
-def sentinel(redis_server_binary_path: str) -> Iterator[SentinelSetup]:
-    deployment = SentinelSetup(redis_server_binary_path)
-    try:
-        deployment.start()
-        yield deployment
-    finally:
-        deployment.close()
 
 
 async def test_cluster_primary_killed_mid_traffic(cluster: Cluster) -> None:
