@@ -39,7 +39,20 @@ class Near(Primary):
         self.tracked = primary
         self.near = near
         self.nowait = near.get
-        self.versions_nowait = None  # tag versions live in Redis
+        self.versions_nowait = self._versions_near
+        self._tag_key = primary.tag_key
+
+    def _versions_near(self, tags: Sequence[str]) -> list[bytes | None] | None:
+        """The versions of ``tags`` if the near cache holds them all, else ``None``."""
+        get = self.near.get
+        tag_key = self._tag_key
+        found: list[bytes | None] = []
+        for tag in tags:
+            version = get(tag_key(tag))
+            if version is None:
+                return None
+            found.append(version)
+        return found
 
     # -- reads -----------------------------------------------------------------------
 
@@ -103,6 +116,25 @@ class Near(Primary):
             found[i] = data
         return found
 
+    async def tag_versions(self, tags: Sequence[str], create: bool) -> list[bytes | None]:
+        if create:  # may write versions: this process must not hold the old ones
+            try:
+                return await super().tag_versions(tags, create)
+            finally:
+                self.near.discard([self._tag_key(tag) for tag in tags])
+        return await self.read_many([self._tag_key(tag) for tag in tags])
+
+    async def read_tagged(
+        self, key: str, tags: Sequence[str]
+    ) -> tuple[bytes | None, list[bytes | None]]:
+        data = self.near.get(key)
+        versions = self._versions_near(tags)
+        if data is not None and versions is not None:
+            return data, versions
+        # Two round trips where the primary route takes one, but both come back to be
+        # kept near: the next tagged read of this key needs none.
+        return await self.read(key), await self.tag_versions(tags, False)
+
     # -- writes and changes: this process sees its own at once -----------------------
 
     async def write(self, key: str, data: bytes, ttl: float | None) -> None:
@@ -153,6 +185,7 @@ class Near(Primary):
                 near.discard_matching(pattern)
             else:
                 near.discard(keys)
+                near.discard([self._tag_key(tag) for tag in tags])
 
     async def delete_publishing(self, keys: Sequence[str], event: CacheEvent, maxlen: int) -> int:
         try:

@@ -72,10 +72,11 @@ class Route:
         self.write_nowait: Callable[[str, bytes, float | None], None] | None = (
             nowait.set_nowait if nowait is not None else None
         )
-        self.versions_nowait: Callable[[Sequence[str]], list[bytes | None]] | None = getattr(
+        self.versions_nowait: Callable[[Sequence[str]], list[bytes | None] | None] | None = getattr(
             nowait, "tag_versions_nowait", None
         )
-        """Tag versions without an await, when the store has them (the memory tier)."""
+        """Tag versions without an await, when the store has them (the memory tier; the
+        near cache, which answers ``None`` when it does not hold them all)."""
 
     async def read(self, key: str) -> bytes | None:
         return await self.fallback.get(key)

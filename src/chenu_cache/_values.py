@@ -145,18 +145,21 @@ class Decoder:
         key: str,
         data: bytes,
         kind: ValueType | None,
-        versions: Callable[[Sequence[str]], list[bytes | None]] | None,
+        versions: Callable[[Sequence[str]], list[bytes | None] | None] | None,
         *,
         last: bool = False,
     ) -> Any:
         """`checked`, when the tags' versions can be had without an await (the memory
-        tier); `TAGGED` when they cannot. Unless it is the ``last`` look of its lookup,
-        a read of the same lookup follows it, and a stale entry is counted once, as
-        with `reread`."""
+        tier, the near cache when it holds them all); `TAGGED` when they cannot. Unless
+        it is the ``last`` look of its lookup, a read of the same lookup follows it, and
+        a stale entry is counted once, as with `reread`."""
         if versions is None:
             return TAGGED
         stamps = stamps_of(data)
-        if stamps is not None and current(stamps, versions([tag for tag, _ in stamps])):
+        found = versions([tag for tag, _ in stamps]) if stamps is not None else []
+        if found is None:
+            return TAGGED
+        if stamps is not None and current(stamps, found):
             return self.value(key, data, None, kind, False, True)
         self.counters.stale_by_tag += 1
         if not last:

@@ -364,3 +364,41 @@ async def test_memory_only_has_nothing_to_be_near_to() -> None:
     await cache.set("k", 1)
     assert await cache.get("k") == 1
     assert cache.statistics().near_cache.enabled is False
+
+
+async def test_tagged_hits_are_near_until_a_tag_is_invalidated_elsewhere(
+    server: RedisServer, raw: redis_asyncio.Redis
+) -> None:
+    reader = near_cache(server.url, "t:")
+    other = FallbackCache(redis_url=server.url, prefix="t:", read_env=False)
+    calls: list[int] = []
+
+    @reader.cached(tags=["user:{uid}", "all"])
+    async def load(uid: int) -> dict[str, int]:
+        calls.append(uid)
+        return {"uid": uid, "load": len(calls)}
+
+    try:
+        await reader.initialize()
+        await tracking(reader)
+        assert await load(1) == {"uid": 1, "load": 1}
+        await synced(reader, time.monotonic())  # our own writes' reports are back
+        await load(1)  # the entry and the versions of its tags come back to be kept
+        assert await reader.get(load.key(1)) == {"uid": 1, "load": 1}
+        await raw.config_resetstat()
+        for _ in range(10):
+            assert await load(1) == {"uid": 1, "load": 1}
+            assert await reader.get(load.key(1)) == {"uid": 1, "load": 1}
+        reads = await raw.info("commandstats")
+        commands = {name: int(stat["calls"]) for name, stat in reads.items()}
+        commands.pop("cmdstat_info", None)
+        commands.pop("cmdstat_config|resetstat", None)
+        assert commands.keys() <= {"cmdstat_role", "cmdstat_ping"}, commands  # heartbeats
+
+        await other.invalidate_tags("user:1")
+        await synced(reader, time.monotonic())
+        assert await load(1) == {"uid": 1, "load": 2}
+        assert reader.statistics().stale_by_tag >= 1
+    finally:
+        await other.close()
+        await reader.close()

@@ -40,9 +40,13 @@ class NearAbilities(SupportsTracking):
 
     prefix: str
     operation_timeout: float
+    _tag_prefix: str
     _loops: LoopStates
     _hits: int
     _misses: int
+
+    def tag_key(self, tag: str) -> str:
+        return self._tag_prefix[len(self.prefix) :] + tag
 
     async def get_with_ttl(self, key: str) -> tuple[bytes | None, float | None]:
         return (await self.get_many_with_ttl((key,)))[0]

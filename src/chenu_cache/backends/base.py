@@ -323,6 +323,11 @@ class SupportsTracking(Protocol):
         """`Backend.get` with the entry's remaining seconds, read at the same instant."""
         ...
 
+    def tag_key(self, tag: str) -> str:
+        """The key (as `get_with_ttl` takes it, and invalidations name it) that holds the
+        version of ``tag`` (`SupportsTags`), so a near cache may hold versions too."""
+        ...
+
     async def get_many_with_ttl(
         self, keys: Sequence[str]
     ) -> list[tuple[bytes | None, float | None]]:
