@@ -15,7 +15,15 @@ import redis
 from tests.redis_server import RedisServer
 from tests.tcp_proxy import TcpProxy
 
-KINDS = ("kill", "sigstop", "partition", "client_pause", "debug_sleep", "flushdb")
+KINDS = (
+    "kill",
+    "sigstop",
+    "partition",
+    "client_pause",
+    "debug_sleep",
+    "flushdb",
+    "tracking_kill",
+)
 
 
 @dataclass
@@ -51,6 +59,16 @@ class Chaos:
 
         await asyncio.to_thread(run)
 
+    def _kill_tracking(self) -> int:
+        client = self._admin()
+        try:
+            ids = [c["id"] for c in client.client_list() if c.get("name") == "chenu-near-tracking"]
+            for found in ids:
+                client.client_kill_filter(_id=found)
+        finally:
+            client.close()
+        return len(ids)
+
     async def inject(self, kind: str) -> Fault:
         rng = self.rng
         hold = rng.uniform(0.5, 3.0)
@@ -82,6 +100,8 @@ class Chaos:
         elif kind == "flushdb":
             await self._command("FLUSHDB")
             detail = ""
+        elif kind == "tracking_kill":  # the near caches' tracking connections only
+            detail = f"{await asyncio.to_thread(self._kill_tracking)} connections"
         else:
             raise ValueError(kind)
         fault = Fault(kind, start, time.monotonic(), workers, detail)

@@ -109,3 +109,9 @@ class Settings:
     think: float
     loader_delay: float
     rss_limit_mb: float
+    near_cache: str = "half"
+    """Which workers read through a near cache: ``"all"``, ``"half"`` (even ids) or
+    ``"none"``."""
+
+    def near(self, wid: int) -> bool:
+        return self.near_cache == "all" or (self.near_cache == "half" and wid % 2 == 0)

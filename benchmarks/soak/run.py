@@ -51,6 +51,12 @@ def parse(argv: list[str] | None) -> tuple[L.Settings, str | None]:
     p.add_argument("--think", type=float, default=0.05, help="mean pause between ops, s")
     p.add_argument("--loader-delay", type=float, default=0.005, help="max loader time, s")
     p.add_argument("--rss-limit-mb", type=float, default=400.0)
+    p.add_argument(
+        "--near-cache",
+        choices=("all", "half", "none"),
+        default="half",
+        help="workers reading through a near cache (half: even ids)",
+    )
     p.add_argument("--json", default=None, help="write the summary here too")
     a = p.parse_args(argv)
     if a.workers < 1 or a.tasks < 1 or a.keys < L.GROUP_SIZE or a.seconds <= 0:
@@ -70,6 +76,7 @@ def parse(argv: list[str] | None) -> tuple[L.Settings, str | None]:
         think=a.think,
         loader_delay=a.loader_delay,
         rss_limit_mb=a.rss_limit_mb,
+        near_cache=a.near_cache,
     )
     return settings, a.json
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import chenu_cache
 from benchmarks.soak import layout as L
-from chenu_cache import FallbackCache, Transition
+from chenu_cache import FallbackCache, NearCacheOptions, Transition
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MAX_TRACEBACKS = 20
@@ -107,6 +107,7 @@ class Worker:
             outage_ttl_cap=settings.outage_ttl_cap,
             read_env=False,
             on_transition=self._transition,
+            near_cache=NearCacheOptions(heartbeat=0.1) if settings.near(wid) else False,
         )
         self.decorated = chenu_cache.cache(
             cache=self.cache, namespace=L.DEC_NAMESPACE, tags=["grp:{group}"]
