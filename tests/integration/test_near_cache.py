@@ -402,3 +402,29 @@ async def test_tagged_hits_are_near_until_a_tag_is_invalidated_elsewhere(
     finally:
         await other.close()
         await reader.close()
+
+
+async def test_a_user_not_allowed_to_track_or_run_scripts_reads_as_without_it(
+    server: RedisServer, raw: redis_asyncio.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    await raw.execute_command("ACL", "SETUSER", "notrack", "on", ">pw", "~*", "+@all", "-client")
+    await raw.execute_command(
+        "ACL", "SETUSER", "noscript", "on", ">pw", "~*", "+@all", "-@scripting"
+    )
+    for user in ("notrack", "noscript"):
+        url = f"redis://{user}:pw@{server.host}:{server.port}/0"
+        cache = near_cache(url, "acl:")
+        try:
+            await cache.initialize()
+            await cache.set("k", 1)
+            for version in range(2, 6):
+                assert await cache.get("k") == version - 1
+                await raw.set("acl:k", cache.codec.encode(version))
+                assert await cache.get("k") == version  # nothing near to be stale
+            stats = cache.statistics()
+            assert stats.backend == "redis"
+            assert stats.near_cache.hits == 0
+            assert stats.near_cache.size == 0
+        finally:
+            await cache.close()
+    assert "the near cache cannot track" in caplog.text

@@ -185,6 +185,7 @@ class Tracker:
         self._topology = topology
         self._grace = 2 * heartbeat + timeout
         self._role = True  # ROLE, until a server refuses it (ACLs)
+        self._said_refused = False
         self.links = 0
         self.up = False
         self.task: asyncio.Task[None] | None = None
@@ -241,7 +242,16 @@ class Tracker:
                 await self._watch(links, names)
             except _LINK_ERRORS as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                logger.debug("chenu_cache: near cache tracking link: %s", self.last_error)
+                if isinstance(exc, ReplyError) and not self._said_refused:
+                    # Not an outage: this server (before Redis 6) or this user (an ACL)
+                    # will not track; the near cache stays bypassed, so say it once.
+                    self._said_refused = True
+                    logger.warning(
+                        "chenu_cache: the near cache cannot track (%s); reads go to Redis",
+                        exc,
+                    )
+                else:
+                    logger.debug("chenu_cache: near cache tracking link: %s", self.last_error)
             finally:
                 self.up = False
                 self._sink.tracking_down()
