@@ -29,6 +29,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from ._resp3 import Push, ReplyError, encode_command, read_frame
 from .base import TrackingSink
 
@@ -44,6 +46,7 @@ _LINK_ERRORS = (
     asyncio.LimitOverrunError,
     ReplyError,
     ValueError,
+    RedisError,  # from the data client, asked where the primaries are
 )
 
 
@@ -186,6 +189,7 @@ class Tracker:
         self._grace = 2 * heartbeat + timeout
         self._role = True  # ROLE, until a server refuses it (ACLs)
         self._said_refused = False
+        self._said_failed = False
         self.links = 0
         self.up = False
         self.task: asyncio.Task[None] | None = None
@@ -252,6 +256,11 @@ class Tracker:
                     )
                 else:
                     logger.debug("chenu_cache: near cache tracking link: %s", self.last_error)
+            except Exception as exc:  # a bug, not an outage: keep tracking, say it once
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                if not self._said_failed:
+                    self._said_failed = True
+                    logger.exception("chenu_cache: near cache tracking failed unexpectedly")
             finally:
                 self.up = False
                 self._sink.tracking_down()
