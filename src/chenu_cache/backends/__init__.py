@@ -10,6 +10,9 @@ from .base import (
     SupportsNowait,
     SupportsStatsNowait,
     SupportsTags,
+    SupportsTracking,
+    Tracking,
+    TrackingSink,
 )
 from .memory import MemoryBackend
 from .redis import RedisBackend
@@ -26,4 +29,7 @@ __all__ = [
     "SupportsNowait",
     "SupportsStatsNowait",
     "SupportsTags",
+    "SupportsTracking",
+    "Tracking",
+    "TrackingSink",
 ]
