@@ -50,7 +50,8 @@ async def test_a_placeholder_overtaken_by_an_invalidation_keeps_nothing() -> Non
     assert token is not None
     reports.invalidated(None)
     near.complete("j", token, b"x", 10.0)
-    assert near.get("j") is None and near.get("k") is None
+    assert near.get("j") is None
+    assert near.get("k") is None
 
 
 async def test_bounds_in_entries_and_bytes() -> None:

@@ -40,7 +40,8 @@ async def test_every_frame_type() -> None:
     )
     found = await _frames(data, 19)
     assert found[0] == b"OK"
-    assert isinstance(found[1], ReplyError) and "unknown command" in str(found[1])
+    assert isinstance(found[1], ReplyError)
+    assert "unknown command" in str(found[1])
     assert found[2:6] == [42, 12345678901234567890, b"hello", None]
     assert found[6] == b"txt:abc"
     assert isinstance(found[7], ReplyError)
@@ -48,8 +49,10 @@ async def test_every_frame_type() -> None:
     assert found[11] == {b"server": b"redis", b"proto": 3}
     assert found[12] == b"after-attribute"
     assert found[13:17] == [None, True, False, 1.5]
-    assert isinstance(found[17], Push) and found[17] == [b"invalidate", [b"k:1"]]
-    assert isinstance(found[18], Push) and found[18] == [b"invalidate", None]
+    assert isinstance(found[17], Push)
+    assert found[17] == [b"invalidate", [b"k:1"]]
+    assert isinstance(found[18], Push)
+    assert found[18] == [b"invalidate", None]
     assert not isinstance(found[8], Push)
 
 
