@@ -15,6 +15,7 @@ from chenu_cache import (
     CacheStatistics,
     FallbackCache,
     MemoryBackend,
+    NearCacheOptions,
     RedisBackend,
     cache,
     cache_service,
@@ -70,6 +71,15 @@ async def usage() -> None:
         assert_type(await c.get_statistics(), CacheStatistics)
         assert_type(await c.invalidate_pattern("user:*"), int)
         assert_type(await c.get_many(["a"]), dict[str, Any])
+
+    near = FallbackCache(
+        "redis://127.0.0.1:6379/0",
+        near_cache=NearCacheOptions(max_entries=1_000, namespaces=["user"], heartbeat=0.5),
+    )
+    assert_type(near.statistics().near_cache.hits, int)
+    assert_type(near.statistics().near_cache.tracking, bool)
+    FallbackCache(near_cache=True)
+    FallbackCache(near_cache=1)  # type: ignore[arg-type]
 
 
 @dataclass
