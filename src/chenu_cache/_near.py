@@ -70,6 +70,15 @@ class NearCacheOptions:
                 validate_namespace(name)
 
 
+class _Placeholder:
+    """A read on its way to the primary; any invalidation of its key removes it."""
+
+    __slots__ = ("started",)
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+
+
 class NearCache:
     """Local copies of primary entries, coherent through a `Tracking` link."""
 
@@ -82,7 +91,7 @@ class NearCache:
             None if names is None else tuple(sorted(n + NAMESPACE_SEPARATOR for n in names))
         )
         self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
-        self._pending: dict[str, object] = {}
+        self._pending: dict[str, _Placeholder] = {}
         self._bytes = 0
         self._coherent_until = 0.0
         self._primary: Backend | None = None
@@ -115,7 +124,7 @@ class NearCache:
 
     # -- the miss path ---------------------------------------------------------------
 
-    def begin(self, key: str) -> object | None:
+    def begin(self, key: str) -> _Placeholder | None:
         """A placeholder for a read of ``key`` about to ask the primary, or ``None`` when
         its reply must not be kept (not coherent now, not a near namespace)."""
         if not self._serving(key):
@@ -123,10 +132,12 @@ class NearCache:
         self.misses += 1
         token = self._pending.get(key)
         if token is None:
-            token = self._pending[key] = object()
+            token = self._pending[key] = _Placeholder(time.monotonic())
         return token
 
-    def complete(self, key: str, token: object, data: bytes | None, ttl: float | None) -> None:
+    def complete(
+        self, key: str, token: _Placeholder, data: bytes | None, ttl: float | None
+    ) -> None:
         """Keep the reply of the read ``token`` began, if nothing invalidated it since."""
         if self._pending.get(key) is not token:
             return
@@ -136,12 +147,14 @@ class NearCache:
         if ttl is None:
             deadline = math.inf
         elif ttl > 0:
-            deadline = time.monotonic() + ttl
+            # From before the read was sent: Redis measured the TTL later than that, so
+            # the copy expires no later than the entry, however long the reply took.
+            deadline = token.started + ttl
         else:
             return
         self._store(key, data, deadline)
 
-    def abandon(self, key: str, token: object) -> None:
+    def abandon(self, key: str, token: _Placeholder) -> None:
         """The read ``token`` began failed: its placeholder goes."""
         if self._pending.get(key) is token:
             del self._pending[key]
