@@ -104,12 +104,14 @@ class Reads:
         refresh_after: float | timedelta | None = None,
         type: Any = None,
     ) -> Any:
-        """The cached value if the in-process memory tier serves it right now, else ``default``.
+        """The cached value if process memory serves it right now, else ``default``.
 
-        Never waits and never does I/O: while Redis serves, or on a miss, or for an
-        entry stored compressed, expired, or due for a refresh after ``refresh_after``
-        seconds (the `get_or_set` option), it returns ``default`` and the caller should
-        ``await get_or_set(...)``. The decorator's hit path uses it.
+        Process memory is the memory tier (memory-only, or during an outage) or, while
+        Redis serves, the near cache (``near_cache=``). Never waits and never does I/O:
+        while Redis serves without a near cache, or on a miss, or for an entry stored
+        compressed, expired, or due for a refresh after ``refresh_after`` seconds (the
+        `get_or_set` option), it returns ``default`` and the caller should ``await
+        get_or_set(...)``. The decorator's hit path uses it.
         """
         get_nowait = self._route.nowait
         if get_nowait is None:
