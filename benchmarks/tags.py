@@ -14,7 +14,11 @@ free, higher costs more).
    ``tags=["user:{uid}"]`` against the same function undecorated by tags. Commands are
    counted twice: with ``INFO commandstats`` (reset before each timed run; it also counts,
    under their own names, the commands Lua scripts run) and with ``MONITOR`` in a
-   separate, untimed pass (the commands clients sent, i.e. the round trips).
+   separate, untimed pass (the commands clients sent, i.e. the round trips). The same four
+   again on a cache with ``near_cache=True``, interleaved in the same repetitions: each is
+   compared with the same untagged floor, and tagged-near with untagged-near. Before
+   timing, they are read until whole passes are served near (the tracking link up, no
+   near miss); near misses and bypassed reads during the timed runs are reported.
 2. The same hits on a memory-only cache.
 3. ``invalidate_tags`` of a tag carried by 10 to 100,000 entries: the time of one call
    (median of 5, interleaved over the sizes) must not grow with the number of entries.
@@ -51,12 +55,30 @@ BATCH = 500  # concurrent set() calls while writing the tagged entries of sectio
 SAMPLE = 100  # entries checked before (hits) and after (misses) invalidate_tags
 INVALIDATIONS = 5  # timed invalidate_tags calls per size
 NOT_COUNTED = {"info", "config|resetstat", "echo"}  # the benchmark's own commands
+# The near cache's tracking link asks ROLE on a clock, not per hit: counted, each one
+# would land in whichever contestant's run it happened to fall in.
+HEARTBEAT = {"role"}
+NEAR_PREFIX = "bench-tags-near:"  # its own, so the other cache's writes send it no push
+WARM_DEADLINE = 10.0  # seconds for the near cache to hold every entry and tag version
 
 GET_PLAIN = "get(), untagged"
 GET_TAGGED = "get(), tags=[user:{i}, all]"
 DECO_PLAIN = "decorated, untagged"
 DECO_TAGGED = "decorated, tags=[user:{uid}]"
-FLOORS = {GET_TAGGED: GET_PLAIN, DECO_TAGGED: DECO_PLAIN}
+NEAR = ", near_cache=True"
+NEAR_GET_PLAIN = GET_PLAIN + NEAR
+NEAR_GET_TAGGED = GET_TAGGED + NEAR
+NEAR_DECO_PLAIN = DECO_PLAIN + NEAR
+NEAR_DECO_TAGGED = DECO_TAGGED + NEAR
+FLOORS = {
+    GET_TAGGED: GET_PLAIN,
+    DECO_TAGGED: DECO_PLAIN,
+    NEAR_GET_PLAIN: GET_PLAIN,
+    NEAR_GET_TAGGED: GET_PLAIN,
+    NEAR_DECO_PLAIN: DECO_PLAIN,
+    NEAR_DECO_TAGGED: DECO_PLAIN,
+}
+NEAR_FLOORS = {NEAR_GET_TAGGED: NEAR_GET_PLAIN, NEAR_DECO_TAGGED: NEAR_DECO_PLAIN}
 
 
 def _profile(uid: int) -> dict[str, Any]:
@@ -75,6 +97,9 @@ class Contestant:
     sent: Counter[str] = field(default_factory=Counter)  # MONITOR: commands clients sent
     scripted: Counter[str] = field(default_factory=Counter)  # MONITOR: run inside scripts
     monitored: int = 0  # calls in the MONITOR pass
+    near: FallbackCache | None = None  # the cache whose near cache should serve every call
+    timed: int = 0  # timed calls
+    went_to_redis: int = 0  # of them, near misses + bypassed: reads that were not near hits
 
 
 @dataclass
@@ -98,7 +123,7 @@ async def _command_calls(admin: redis_asyncio.Redis) -> Counter[str]:
     calls: Counter[str] = Counter()
     for name, figures in info.items():
         command = str(name).removeprefix("cmdstat_")
-        if command not in NOT_COUNTED:
+        if command not in NOT_COUNTED and command not in HEARTBEAT:
             calls[command] = int(figures["calls"])
     return calls
 
@@ -119,6 +144,8 @@ async def _monitor(
                 command = seen["command"].split(" ", 1)[0].lower()
                 if command == "echo" and token in seen["command"]:
                     break
+                if command in HEARTBEAT:
+                    continue
                 if seen["client_type"] == "lua":
                     contestant.scripted[command] += 1
                 else:
@@ -132,74 +159,129 @@ async def _monitor(
 
 
 async def hits(url: str | None, reps: int, calls: int, n_monitor: int) -> HitReport:
-    """Tagged and untagged hits of ``get()`` and of a decorated function."""
+    """Tagged and untagged hits of ``get()`` and of a decorated function; on Redis, also
+    with a near cache."""
     on_redis = url is not None
     if url is None:
         cache = FallbackCache(read_env=False)
+        near = None
     else:
         cache = FallbackCache(redis_url=url, prefix="bench-tags:", read_env=False)
+        near = FallbackCache(redis_url=url, prefix=NEAR_PREFIX, near_cache=True, read_env=False)
+    caches = [cache] if near is None else [cache, near]
     admin = redis_asyncio.Redis.from_url(url) if url is not None else None
     args = [i % IDS for i in range(calls)]
     try:
-        await cache.initialize()
-        assert cache.backend.name == ("redis" if on_redis else "memory")
+        for each in caches:
+            await each.initialize()
+            assert each.backend.name == ("redis" if on_redis else "memory")
         if admin is not None:
             await admin.ping()  # connected before any count, so its setup is never counted
-
-        @cache.cached(ttl=3600, type=Any)
-        async def plain_profile(uid: int) -> dict[str, Any]:
-            return _profile(uid)
-
-        @cache.cached(ttl=3600, type=Any, tags=["user:{uid}"])
-        async def tagged_profile(uid: int) -> dict[str, Any]:
-            return _profile(uid)
-
-        for i in range(IDS):  # warm: every timed call is a hit
-            await cache.set(f"plain:{i}", VALUE, ttl=3600)
-            await cache.set(f"tagged:{i}", VALUE, ttl=3600, tags=[f"user:{i}", "all"])
-            await plain_profile(i)
-            await tagged_profile(i)
-        await _check_stored(cache, "tagged:7", admin, tagged=True)
-        await _check_stored(cache, "plain:7", admin, tagged=False)
-        await _check_stored(cache, tagged_profile.key(7), admin, tagged=True)
-        await _check_stored(cache, plain_profile.key(7), admin, tagged=False)
-        assert await cache.get("tagged:7") == VALUE
-        assert await tagged_profile(7) == _profile(7)
-
-        async def get_plain(i: int) -> object:
-            return await cache.get(f"plain:{i}")
-
-        async def get_tagged(i: int) -> object:
-            return await cache.get(f"tagged:{i}")
-
-        contestants = [
-            Contestant(GET_PLAIN, get_plain),
-            Contestant(GET_TAGGED, get_tagged),
-            Contestant(DECO_PLAIN, plain_profile),
-            Contestant(DECO_TAGGED, tagged_profile),
-        ]
-        before = cache.statistics()
+        contestants = await _kinds(cache, admin, "")
+        if near is not None:
+            near_contestants = await _kinds(near, admin, NEAR)
+            await _until_near(near, near_contestants)
+            contestants += near_contestants
+        before = [each.statistics() for each in caches]
         for _ in range(reps):
             for contestant in contestants:  # interleaved
                 if admin is not None:
                     await admin.config_resetstat()
+                went = _went_to_redis(contestant.near)
                 contestant.micros.append(await _micros(contestant.call, args))
+                contestant.went_to_redis += _went_to_redis(contestant.near) - went
+                contestant.timed += len(args)
                 if admin is not None:
                     contestant.stats.append(await _command_calls(admin))
-        after = cache.statistics()
-        assert after.misses == before.misses, "a timed call missed"
-        assert after.stale_by_tag == before.stale_by_tag, "a timed entry was stale by a tag"
-        assert after.loader.calls == before.loader.calls, "a decorated call loaded"
+        for each, was in zip(caches, before, strict=True):
+            now = each.statistics()
+            assert now.misses == was.misses, "a timed call missed"
+            assert now.stale_by_tag == was.stale_by_tag, "a timed entry was stale by a tag"
+            assert now.loader.calls == was.loader.calls, "a decorated call loaded"
         if url is not None and admin is not None:
             for contestant in contestants:
                 await _monitor(contestant, url, admin, args[:n_monitor])
     finally:
-        await cache.clear()
-        await cache.close()
+        for each in caches:
+            await each.clear()
+            await each.close()
         if admin is not None:
             await admin.aclose()
     where = "Redis" if on_redis else "memory only"
     return HitReport(f"Hits, {where}, {IDS:,} keys of each kind", calls, contestants)
+
+
+async def _kinds(
+    cache: FallbackCache, admin: redis_asyncio.Redis | None, suffix: str
+) -> list[Contestant]:
+    """The four contestants on ``cache``, every entry they read written and checked."""
+
+    @cache.cached(ttl=3600, type=Any)
+    async def plain_profile(uid: int) -> dict[str, Any]:
+        return _profile(uid)
+
+    @cache.cached(ttl=3600, type=Any, tags=["user:{uid}"])
+    async def tagged_profile(uid: int) -> dict[str, Any]:
+        return _profile(uid)
+
+    for i in range(IDS):  # warm: every timed call is a hit
+        await cache.set(f"plain:{i}", VALUE, ttl=3600)
+        await cache.set(f"tagged:{i}", VALUE, ttl=3600, tags=[f"user:{i}", "all"])
+        await plain_profile(i)
+        await tagged_profile(i)
+    await _check_stored(cache, "tagged:7", admin, tagged=True)
+    await _check_stored(cache, "plain:7", admin, tagged=False)
+    await _check_stored(cache, tagged_profile.key(7), admin, tagged=True)
+    await _check_stored(cache, plain_profile.key(7), admin, tagged=False)
+    assert await cache.get("tagged:7") == VALUE
+    assert await tagged_profile(7) == _profile(7)
+
+    async def get_plain(i: int) -> object:
+        return await cache.get(f"plain:{i}")
+
+    async def get_tagged(i: int) -> object:
+        return await cache.get(f"tagged:{i}")
+
+    near = cache if suffix else None
+    return [
+        Contestant(GET_PLAIN + suffix, get_plain, near=near),
+        Contestant(GET_TAGGED + suffix, get_tagged, near=near),
+        Contestant(DECO_PLAIN + suffix, plain_profile, near=near),
+        Contestant(DECO_TAGGED + suffix, tagged_profile, near=near),
+    ]
+
+
+def _went_to_redis(cache: FallbackCache | None) -> int:
+    """Reads so far that the near cache did not serve (0 without one)."""
+    if cache is None:
+        return 0
+    near = cache.statistics().near_cache
+    return near.misses + near.bypassed
+
+
+async def _until_near(cache: FallbackCache, contestants: Sequence[Contestant]) -> None:
+    """Read every key until two passes in a row are all near hits.
+
+    Each of this process's writes is reported back by Redis later, and that report drops
+    whatever was kept near meanwhile (entries and tag versions alike): reading until a
+    pass costs no near miss is what makes the timed calls near hits. The pause between
+    passes lets the reports still on their way arrive (a pass of near hits never waits).
+    """
+    end = time.monotonic() + WARM_DEADLINE
+    reads = len(contestants) * IDS
+    clean = 0
+    while clean < 2:
+        if time.monotonic() > end:
+            raise RuntimeError(f"the near cache did not serve a whole pass in {WARM_DEADLINE} s")
+        was = cache.statistics().near_cache
+        for contestant in contestants:
+            for i in range(IDS):
+                await contestant.call(i)
+        now = cache.statistics().near_cache
+        went = now.misses + now.bypassed - was.misses - was.bypassed
+        served = now.tracking and went == 0 and now.hits - was.hits >= reads
+        clean = clean + 1 if served else 0
+        await asyncio.sleep(0.05)
 
 
 async def _check_stored(
@@ -332,7 +414,11 @@ def render_hits(report: HitReport, on_redis: bool) -> str:
             f"{report.calls:,} calls per repetition. Per hit: round trips (commands clients "
             f"sent) from `MONITOR`, in a separate untimed pass of {monitored:,} calls per "
             "contestant; commands executed from `INFO commandstats` (reset before each timed "
-            "run), which also counts the commands Lua scripts run, under their own names.",
+            "run), which also counts the commands Lua scripts run, under their own names. "
+            "The near cache's heartbeat (ROLE on its tracking link, on a clock) is not "
+            "counted. Rows ending `near_cache=True` are hits on a second cache with a near "
+            "cache, compared with the same untagged floors (no near cache); their "
+            "tagged / untagged ratio follows the table.",
             "",
             "| contestant | µs per hit (median) | time vs untagged | round trips per hit "
             "(MONITOR) | of them, inside scripts | commands executed per hit (commandstats) |",
@@ -359,6 +445,8 @@ def render_hits(report: HitReport, on_redis: bool) -> str:
         lines.append(row)
     lines.append("")
     for tagged, floor in FLOORS.items():
+        if tagged not in by_name:
+            continue
         t, f = by_name[tagged], by_name[floor]
         slower = median[tagged] / median[floor]
         if on_redis:
@@ -367,13 +455,34 @@ def render_hits(report: HitReport, on_redis: bool) -> str:
             lines.append(
                 f"- `{tagged}`: {_trips(trips_t)} per hit ({_names(t.sent, t.monitored)}) "
                 f"against {_trips(trips_f)} ({_names(f.sent, f.monitored)}) for "
-                f"`{floor}`; {slower:.2f}x the time, +{median[tagged] - median[floor]:.1f} µs."
+                f"`{floor}`; {slower:.2f}x the time, {median[tagged] - median[floor]:+.1f} µs."
             )
         else:
             lines.append(
                 f"- `{tagged}`: {slower:.2f}x the time of `{floor}`, "
-                f"+{median[tagged] - median[floor]:.2f} µs per hit."
+                f"{median[tagged] - median[floor]:+.2f} µs per hit."
             )
+    for tagged, floor in NEAR_FLOORS.items():
+        if tagged not in by_name:
+            continue
+        lines.append(
+            f"- Tagged-near / untagged-near: `{tagged}` takes "
+            f"{median[tagged] / median[floor]:.2f}x the time of `{floor}`, "
+            f"{median[tagged] - median[floor]:+.2f} µs per hit."
+        )
+    near = [c for c in report.contestants if c.near is not None]
+    missed = [c for c in near if c.went_to_redis]
+    for c in missed:
+        lines.append(
+            f"- NOT ALL NEAR HITS: `{c.name}`: {c.went_to_redis:,} of {c.timed:,} timed "
+            "reads went to Redis (near misses + bypassed)."
+        )
+    if near and not missed:
+        timed = sum(c.timed for c in near)
+        lines.append(
+            f"- All {timed:,} timed calls of the `near_cache=True` rows were near hits: "
+            "near misses + bypassed unchanged over the timed runs."
+        )
     return "\n".join(lines)
 
 
