@@ -18,7 +18,7 @@ import redis.asyncio as redis_asyncio
 from chenu_cache import MISSING, FallbackCache, NearCacheOptions, RedisBackend
 from tests.conftest import eventually
 from tests.deployments import Cluster, SentinelSetup
-from tests.near_pair import Pair, synced, tracking
+from tests.near_pair import Pair, near_of, synced, tracking
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
@@ -123,6 +123,14 @@ async def test_redis_paused_then_resumed(
     await rounds(pair, 3)
     server.pause()
     try:
+        # Read right away, while the link is still within its heartbeat's grace: these
+        # reads leave placeholders, time out, fail over, and keep nothing.
+        found = await asyncio.gather(
+            pair.reader.get("fresh", default=MISSING),
+            pair.reader.get_many(["fresh1", "fresh2"]),
+        )
+        assert found == [MISSING, {}]
+        assert near_of(pair.reader)._pending == {}
         started = time.monotonic()
         while time.monotonic() - started < 1.0:  # reads while the server is silent
             await pair.read_all(times=1)

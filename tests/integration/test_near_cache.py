@@ -61,6 +61,10 @@ async def test_hits_need_no_round_trip_and_other_writers_are_seen(
             await pair.round()
         assert pair.stale == []
         assert pair.write_errors == 0
+        # get_many: local copies and Redis's answers (on Cluster, spread over slots).
+        await writer.set("elsewhere", pair.codec.encode(-1), 60)
+        wanted = {**pair.versions, "elsewhere": -1}
+        assert await reader.get_many([*pair.keys, "elsewhere", "absent"]) == wanted
         stats = reader.statistics()
         # Three reads per key and round: the first goes to Redis, the others are near.
         assert stats.near_cache.hits >= 10 * 8 * 2 * 0.9
@@ -255,6 +259,10 @@ async def test_only_the_allowed_namespaces_are_kept_near(redis_url: str, prefix:
         near = near_of(cache)
         assert set(near._entries) == {"user:1"}
         assert cache.statistics().near_cache.hits == 2
+        # A get_many of keys none of which may be held near: Redis's, as without it.
+        await cache.set("2", "o2", namespace="order")
+        assert await cache.get_many(["1", "2"], namespace="order") == {"1": "o", "2": "o2"}
+        assert set(near._entries) == {"user:1"}
     finally:
         await cache.clear()
         await cache.close()
@@ -490,3 +498,23 @@ async def test_the_tracking_link_speaks_tls_like_the_data_connections(
     finally:
         await writer.close()
         await reader.close()
+
+
+async def test_invalidations_that_publish_events_drop_local_copies(
+    redis_url: str, prefix: str
+) -> None:
+    cache = near_cache(redis_url, prefix, events=True)
+    try:
+        await cache.initialize()
+        await tracking(cache)
+        await cache.set_many({"a": 1, "b": 2})
+        await synced(cache, time.monotonic())
+        assert await cache.get_many(["a", "b"]) == {"a": 1, "b": 2}
+        assert near_of(cache).get("a") is not None
+        assert await cache.invalidate("a") is True  # UNLINK + XADD in one round trip
+        assert await cache.get("a", default=MISSING) is MISSING
+        assert await cache.delete_many(["b"]) == 1
+        assert await cache.get("b", default=MISSING) is MISSING
+    finally:
+        await cache.clear()
+        await cache.close()
