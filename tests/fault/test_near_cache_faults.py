@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import redis.asyncio as redis_asyncio
@@ -24,6 +24,7 @@ from tests.redis_server import RedisServer
 pytestmark = pytest.mark.redis
 
 KEYS = [f"k{i}" for i in range(6)]
+PairOn = Callable[[str], Awaitable[Pair]]
 
 
 def reader_for(url: str) -> FallbackCache:
@@ -39,15 +40,22 @@ def reader_for(url: str) -> FallbackCache:
 
 
 @pytest.fixture
-async def pair_on(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[str], Pair]]:
-    """Builds a pair on a URL; closes its reader and writer afterwards."""
+async def pair_on(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[PairOn]:
+    """Builds a pair on a URL, tracking and through a few healthy rounds; closes its
+    reader and writer afterwards."""
     made: list[tuple[FallbackCache, RedisBackend]] = []
 
-    def build(url: str) -> Pair:
+    async def build(url: str) -> Pair:
         reader = reader_for(url)
         writer = RedisBackend(url, prefix="near:", operation_timeout=1.0)
         made.append((reader, writer))
-        return Pair(reader, lambda key, data: writer.set(key, data, 60), list(KEYS))
+        pair = Pair(reader, lambda key, data: writer.set(key, data, 60), list(KEYS))
+        await reader.initialize()
+        await tracking(reader)
+        await rounds(pair, 3)
+        return pair
 
     yield build
     for reader, writer in made:
@@ -87,13 +95,8 @@ async def _tracking_client_ids(url: str) -> list[int]:
     return [int(c["id"]) for c in clients if c.get("name") == "chenu-near-tracking"]
 
 
-async def test_tracking_connection_killed(
-    server: RedisServer, pair_on: Callable[[str], Pair]
-) -> None:
-    pair = pair_on(server.url)
-    await pair.reader.initialize()
-    await tracking(pair.reader)
-    await rounds(pair, 3)
+async def test_tracking_connection_killed(server: RedisServer, pair_on: PairOn) -> None:
+    pair = await pair_on(server.url)
     flushes = pair.reader.statistics().near_cache.flushes
     for _ in range(3):
         ids = await _tracking_client_ids(server.url)
@@ -114,13 +117,8 @@ async def test_tracking_connection_killed(
     await near_hits_again(pair)
 
 
-async def test_redis_paused_then_resumed(
-    server: RedisServer, pair_on: Callable[[str], Pair]
-) -> None:
-    pair = pair_on(server.url)
-    await pair.reader.initialize()
-    await tracking(pair.reader)
-    await rounds(pair, 3)
+async def test_redis_paused_then_resumed(server: RedisServer, pair_on: PairOn) -> None:
+    pair = await pair_on(server.url)
     server.pause()
     try:
         # Read right away, while the link is still within its heartbeat's grace: these
@@ -143,13 +141,8 @@ async def test_redis_paused_then_resumed(
     await near_hits_again(pair)
 
 
-async def test_redis_killed_and_restarted(
-    server: RedisServer, pair_on: Callable[[str], Pair]
-) -> None:
-    pair = pair_on(server.url)
-    await pair.reader.initialize()
-    await tracking(pair.reader)
-    await rounds(pair, 3)
+async def test_redis_killed_and_restarted(server: RedisServer, pair_on: PairOn) -> None:
+    pair = await pair_on(server.url)
     server.kill()
     await rounds(pair, 2)  # writes fail, reads come from memory
     assert pair.write_errors > 0
@@ -161,10 +154,8 @@ async def test_redis_killed_and_restarted(
     await near_hits_again(pair)
 
 
-async def test_flushdb_mid_traffic(server: RedisServer, pair_on: Callable[[str], Pair]) -> None:
-    pair = pair_on(server.url)
-    await pair.reader.initialize()
-    await tracking(pair.reader)
+async def test_flushdb_mid_traffic(server: RedisServer, pair_on: PairOn) -> None:
+    pair = await pair_on(server.url)
     for flush in ("FLUSHDB", "FLUSHALL"):
         await rounds(pair, 2)
         flushes = pair.reader.statistics().near_cache.flushes
@@ -182,14 +173,9 @@ async def test_flushdb_mid_traffic(server: RedisServer, pair_on: Callable[[str],
     await near_hits_again(pair)
 
 
-async def test_cluster_primary_killed_and_slots_moved(
-    cluster: Cluster, pair_on: Callable[[str], Pair]
-) -> None:
-    pair = pair_on(cluster.url)
-    await pair.reader.initialize()
-    await tracking(pair.reader)
+async def test_cluster_primary_killed_and_slots_moved(cluster: Cluster, pair_on: PairOn) -> None:
+    pair = await pair_on(cluster.url)
     assert pair.reader.statistics().near_cache.links == 3  # one per primary
-    await rounds(pair, 3)
     victim = cluster.nodes[1]
     victim.kill()
     await rounds(pair, 2)
@@ -212,11 +198,8 @@ async def test_cluster_primary_killed_and_slots_moved(
     await near_hits_again(pair)
 
 
-async def test_sentinel_promotion(sentinel: SentinelSetup, pair_on: Callable[[str], Pair]) -> None:
-    pair = pair_on(sentinel.url)
-    await pair.reader.initialize()
-    await tracking(pair.reader)
-    await rounds(pair, 3)
+async def test_sentinel_promotion(sentinel: SentinelSetup, pair_on: PairOn) -> None:
+    pair = await pair_on(sentinel.url)
     old_primary = sentinel.primary_port()
     new_primary = await asyncio.to_thread(sentinel.failover)
     assert new_primary != old_primary

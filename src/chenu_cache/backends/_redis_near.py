@@ -4,7 +4,7 @@ a tracking link to each primary (`_tracking.Tracker`)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from redis.asyncio.connection import SSLConnection
@@ -106,30 +106,26 @@ class NearAbilities(SupportsTracking):
             def topology() -> frozenset[str]:
                 return frozenset(node.name for node in cluster.get_primaries())
 
-            return Tracker(
-                sink,
-                endpoints=primaries,
-                prefixes=physical,
-                strip=len(self.prefix.encode()),
-                heartbeat=heartbeat,
-                timeout=timeout,
-                topology=topology,
-            )
-        pool = client.connection_pool
-        kwargs = dict(pool.connection_kwargs)
-        tls = _tls(pool.connection_class)
+            endpoints: Callable[[], Awaitable[list[Endpoint]]] = primaries
+            watch: Callable[[], frozenset[str]] | None = topology
+        else:
+            pool = client.connection_pool
+            kwargs = dict(pool.connection_kwargs)
+            tls = _tls(pool.connection_class)
 
-        async def primary() -> list[Endpoint]:
-            if getattr(pool, "sentinel_manager", None) is not None:  # ask the sentinels
-                host, port = await pool.get_master_address()
-                return [endpoint_from(kwargs, str(host), int(port), tls=tls)]
-            return [endpoint_from(kwargs, tls=tls)]
+            async def primary() -> list[Endpoint]:
+                if getattr(pool, "sentinel_manager", None) is not None:  # ask the sentinels
+                    host, port = await pool.get_master_address()
+                    return [endpoint_from(kwargs, str(host), int(port), tls=tls)]
+                return [endpoint_from(kwargs, tls=tls)]
 
+            endpoints, watch = primary, None
         return Tracker(
             sink,
-            endpoints=primary,
+            endpoints=endpoints,
             prefixes=physical,
             strip=len(self.prefix.encode()),
             heartbeat=heartbeat,
             timeout=timeout,
+            topology=watch,
         )
