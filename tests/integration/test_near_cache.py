@@ -522,3 +522,33 @@ async def test_invalidations_that_publish_events_drop_local_copies(
     finally:
         await cache.clear()
         await cache.close()
+
+
+async def test_freshness_options_read_through_it(redis_url: str, prefix: str) -> None:
+    cache = near_cache(redis_url, prefix)
+    calls: list[int] = []
+
+    @cache.cached(ttl=60, refresh_after=0.3)
+    async def load(n: int) -> int:
+        calls.append(n)
+        return len(calls)
+
+    try:
+        await cache.initialize()
+        await tracking(cache)
+        assert await load(1) == 1
+        await synced(cache, time.monotonic())
+        await load(1)
+        hits = cache.statistics().near_cache.hits
+        assert await load(1) == 1  # a near hit, envelope checked, not due yet
+        assert cache.statistics().near_cache.hits == hits + 1
+
+        async def refreshed() -> bool:  # due: served stale once, refreshed behind it
+            return await load(1) == 2
+
+        await eventually(refreshed, timeout=5)
+        assert len(calls) == 2
+        assert await cache.get_or_set(load.key(1), lambda: _value(0), refresh_after=60) == 2
+    finally:
+        await cache.clear()
+        await cache.close()
