@@ -71,7 +71,14 @@ async def serving(pair: Pair, timeout: float = 30.0) -> None:
         stats = pair.reader.statistics()
         return stats.backend == "redis" and stats.near_cache.tracking
 
-    await eventually(back, timeout=timeout, interval=0.02)
+    try:
+        await eventually(back, timeout=timeout, interval=0.02)
+    except AssertionError:
+        stats = pair.reader.statistics()
+        raise AssertionError(
+            f"not back: backend {stats.backend} ({stats.failover.last_error}), "
+            f"near cache {stats.near_cache}"
+        ) from None
 
 
 async def rounds(pair: Pair, count: int) -> None:

@@ -103,6 +103,12 @@ class LoopState:
         self.loop = loop
         self.client: Redis | RedisCluster = client
         self.cluster = isinstance(client, RedisCluster)
+        # The seed nodes as given: redis-py drops a node from its seeds on each
+        # connection error or timeout, and a cluster whose every seed failed once (a
+        # primary down, the others slow) finds nothing to ask again (redis-py 5.0).
+        self.cluster_seeds: dict[str, Any] = (
+            dict(client.nodes_manager.startup_nodes) if self.cluster else {}
+        )
         self.watch = PrimaryWatch.of(client, timeout)
         self.command = Command(max_connections, self.watch)
         # Blocking event reads hold a connection each: a few at a time, so that readers

@@ -92,7 +92,10 @@ class NearAbilities(SupportsTracking):
             cluster = cast("RedisCluster", client)
 
             async def primaries() -> list[Endpoint]:
-                await cluster.initialize()
+                # The data client's own view, never a re-initialization of it: under
+                # redis-py 5.0 a failed initialize() from here drops its startup nodes,
+                # and then neither the data path nor this link could find the cluster.
+                # An empty or stale view only delays tracking (the link retries).
                 return [
                     endpoint_from(
                         node.connection_kwargs,

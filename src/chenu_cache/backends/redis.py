@@ -432,6 +432,9 @@ class RedisBackend(Abilities, NearAbilities, Backend, SupportsStatsNowait):
                     # The cluster answers only if every primary does and every slot
                     # is served: a failback to half a cluster would just fail again.
                     client: Any = state.client
+                    seeds = client.nodes_manager.startup_nodes
+                    if not seeds:  # all dropped by redis-py after errors: seed anew
+                        seeds.update(state.cluster_seeds)
                     await client.ping(target_nodes=RedisCluster.PRIMARIES)
                     info = await client.cluster_info(target_nodes=RedisCluster.RANDOM)
                     state_ = info.get("cluster_state") if isinstance(info, dict) else None
