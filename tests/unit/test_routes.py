@@ -79,7 +79,9 @@ async def test_primary_reads_and_writes_the_primary(parts: tuple) -> None:
     assert await fallback.get("k") is None
     assert await route.read("k") == b"v"
     assert await route.read_many(["k", "x"]) == [b"v", None]
-    assert await route.query(lambda b: b.ttl("k")) == pytest.approx(10, abs=0.1)
+    remaining = await route.query(lambda b: b.ttl("k"))
+    assert remaining is not None
+    assert 9 < remaining <= 10  # the primary's TTL (not a timing test: a busy CI may lag)
     assert await route.change(lambda b: b.delete("k"), keys=["k"]) is True
     assert route.lock is None  # this primary offers no SupportsLock
 
